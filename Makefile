@@ -1,0 +1,40 @@
+# Two commands work on a fresh machine: `make train` and `make test`. Both install into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install train test lint format bench clean
+
+install: $(STAMP)
+
+# Idempotent: rebuilds only when the project metadata or the pins change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+train: install
+	$(VENV)/bin/cyclegan-train experiment=sample
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	$(PY) benchmarks/instance_norm.py
+	$(PY) benchmarks/data.py
+	$(PY) benchmarks/train_step.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

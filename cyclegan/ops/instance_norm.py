@@ -1,0 +1,103 @@
+"""The public InstanceNorm op: validates its input, then runs the Triton kernels or the PyTorch path."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from cyclegan.ops.reference import ACTIVATIONS, instance_norm_torch
+
+BACKENDS = ("auto", "triton", "torch")
+
+
+def interpreter_enabled() -> bool:
+    """True when ``TRITON_INTERPRET=1``: Triton kernels then run on CPU tensors (slowly)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def triton_available() -> bool:
+    """True when the triton package imports."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def validate_instance_norm_args(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    activation: str | None,
+    residual: torch.Tensor | None,
+    backend: str,
+) -> None:
+    """Raise a clear error for input the op cannot normalize."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"instance_norm expects a tensor, got {type(x).__name__}")
+    if x.dim() not in (3, 4, 5):
+        raise ValueError(
+            f"instance_norm expects input of rank 3, 4 or 5 (N, C, *spatial), got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"instance_norm expects a floating-point input, got dtype {x.dtype}")
+    channels = x.shape[1]
+    for name, param in (("weight", weight), ("bias", bias)):
+        if param is None:
+            continue
+        if param.dim() != 1 or param.numel() != channels:
+            raise ValueError(
+                f"instance_norm {name} must be 1-D with {channels} elements (one per channel of input "
+                f"{tuple(x.shape)}), got shape {tuple(param.shape)}"
+            )
+        if not param.is_floating_point():
+            raise TypeError(f"instance_norm {name} must be floating point, got dtype {param.dtype}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"instance_norm activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if residual is not None and residual.shape != x.shape:
+        raise ValueError(
+            f"instance_norm residual must have the input's shape {tuple(x.shape)}, "
+            f"got {tuple(residual.shape)}"
+        )
+    if residual is not None and residual.dtype != x.dtype:
+        raise TypeError(f"instance_norm residual dtype {residual.dtype} differs from input dtype {x.dtype}")
+    spatial = math.prod(x.shape[2:])
+    if spatial <= 1 and x.numel() > 0:
+        raise ValueError(
+            f"instance_norm needs more than 1 spatial element per channel to compute a variance, "
+            f"got input of shape {tuple(x.shape)}"
+        )
+    if backend not in BACKENDS:
+        raise ValueError(f"instance_norm backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def instance_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    *,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
+    residual: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Instance normalization with fused affine, activation and residual add.
+
+    ``y = act(weight * (x - mean) / sqrt(var + eps) + bias) + residual`` with mean and biased variance per
+    (sample, channel) over all spatial positions. ``backend="auto"`` runs the Triton kernels on CUDA
+    tensors and the PyTorch path elsewhere; ``"triton"`` forces the kernels (on CPU tensors only under
+    ``TRITON_INTERPRET=1``), ``"torch"`` forces the PyTorch path.
+    """
+    validate_instance_norm_args(x, weight, bias, activation, residual, backend)
+    if x.shape[0] == 0:
+        return torch.empty_like(x)
+    if backend == "auto":
+        backend = "triton" if x.is_cuda and triton_available() else "torch"
+    if backend == "torch":
+        return instance_norm_torch(x, weight, bias, eps, activation, negative_slope, residual)
+    from cyclegan.ops.triton_op import instance_norm_triton
+
+    return instance_norm_triton(x, weight, bias, eps, activation, negative_slope, residual)

@@ -1,0 +1,25 @@
+"""Test set-up: Triton kernels run under the interpreter on CPU unless a GPU run asks otherwise.
+
+``TRITON_INTERPRET`` must be set before triton is first imported, so it is set here, at collection
+start. Run the GPU tests with ``TRITON_INTERPRET=0 pytest -m gpu``.
+"""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    interpreted = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if torch.cuda.is_available() and not interpreted:
+        return
+    reason = "needs CUDA" if not torch.cuda.is_available() else "set TRITON_INTERPRET=0 for GPU tests"
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
