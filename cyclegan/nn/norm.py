@@ -65,14 +65,16 @@ class _InstanceNorm(nn.Module):
             backend=self.backend,
         )
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):  # noqa: ANN001
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # Old checkpoints (and torch.nn.InstanceNorm with track_running_stats) carry running statistics
         # that instance normalization never uses: drop them instead of failing a strict load.
         for key in _RUNNING_STAT_KEYS:
             state_dict.pop(prefix + key, None)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def extra_repr(self) -> str:
         text = f"{self.num_features}, eps={self.eps}, affine={self.affine}"

@@ -1,0 +1,279 @@
+"""The LightningDataModule over ROOT/{trainA,trainB,testA,testB} (and valA/valB where present).
+
+Batches are dicts: `A` and `B` float tensors in [-1, 1] of shape (batch, channels, H, W), `A_paths` and
+`B_paths` lists of source files. With direction="BtoA" the domains swap roles: `A` then holds images
+from the B folders (with input_nc channels), so the model always translates A -> B.
+
+Stages:
+- fit: random training pairs (see UnpairedTrainDataset); validation uses valA/valB when both exist,
+  else testA/testB, else there is no validation.
+- validate / test: A[i] with B[i mod |B|], no crop or flip; `test_preprocess="resize"` (default) resizes
+  to crop_size x crop_size, as the reference's test mode does (it sets load_size = crop_size);
+  `test_preprocess="none"` keeps each image's size (rounded to a multiple of 4) and uses batch size 1.
+- predict: each file of the source domain's test folder (or of `predict_root`) once, as `A`/`A_paths`.
+
+Bad files met during fit/validate are skipped and counted: `skipped` holds the total so far (restored on
+resume), each skip is logged as a warning naming the file, and the running total goes to the trainer's
+loggers as `data/skipped_images`. Test and predict raise on a bad file instead (outputs are per file).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from cyclegan.data.datasets import (
+    ImageFolder,
+    PairedEvalDataset,
+    SingleDomainDataset,
+    UnpairedTrainDataset,
+    collate_samples,
+)
+from cyclegan.data.decode import DEFAULT_MAX_IMAGE_PIXELS
+from cyclegan.data.files import DatasetRoot
+from cyclegan.data.sampling import EpochSampler, SharedEpoch
+from cyclegan.data.transforms import PREPROCESS_MODES, TEST_PREPROCESS_MODES, EvalTransform, TrainTransform
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+class UnpairedImageDataModule(pl.LightningDataModule):
+    """Unpaired two-domain images for CycleGAN, streamed from a local folder or any fsspec URL.
+
+    Randomness (A order, B draws, crops, flips) is a pure function of (seed, epoch, rank, index): call
+    set_epoch() at each epoch start (the training sampler also gets it from Lightning), and
+    state_dict()/load_state_dict() carry seed, epoch and the skipped count across a resume.
+
+    Options beyond the reference's: `test_preprocess` ("resize" or "none", see the module docstring),
+    `skip_bad_images` (False: a bad file raises BadImageError naming it), `max_image_pixels` (files
+    whose header declares more pixels are refused before decoding), `predict_root` (a folder to
+    predict on instead of the source domain's test split), `persistent_workers`, `pin_memory`
+    (None: when CUDA is available).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        direction: str = "AtoB",
+        preprocess: str = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+        serial_batches: bool = False,
+        max_dataset_size: int | None = None,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        seed: int = 0,
+        test_preprocess: str = "resize",
+        skip_bad_images: bool = True,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        predict_root: str | None = None,
+        persistent_workers: bool = True,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        _check_choice("direction", direction, DIRECTIONS)
+        _check_choice("preprocess", preprocess, PREPROCESS_MODES)
+        _check_choice("test_preprocess", test_preprocess, TEST_PREPROCESS_MODES)
+        _check_choice("input_nc", input_nc, (1, 3))
+        _check_choice("output_nc", output_nc, (1, 3))
+        for name, value, minimum in (
+            ("load_size", load_size, 1),
+            ("crop_size", crop_size, 1),
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("max_image_pixels", max_image_pixels, 1),
+        ):
+            if int(value) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        if max_dataset_size is not None and int(max_dataset_size) < 1:
+            raise ValueError(f"max_dataset_size must be >= 1 or None, got {max_dataset_size}")
+        self.save_hyperparameters()
+        self.root = DatasetRoot(root)
+        self.predict_source = DatasetRoot(predict_root) if predict_root is not None else None
+        self.direction = direction
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.serial_batches = bool(serial_batches)
+        self.skip_bad_images = bool(skip_bad_images)
+        self.max_dataset_size = None if max_dataset_size is None else int(max_dataset_size)
+        self.channels = {"A": int(input_nc), "B": int(output_nc)}
+        self.max_image_pixels = int(max_image_pixels)
+        self.train_transform = TrainTransform(preprocess, load_size, crop_size, flip)
+        self.eval_transform = EvalTransform(test_preprocess, crop_size)
+        self.eval_batch_size = self.batch_size if test_preprocess == "resize" else 1
+        self.persistent_workers = bool(persistent_workers)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.rank = 0
+        self.skipped = 0
+        self._epoch = SharedEpoch(0)
+        self._folders: dict[tuple[str, str], ImageFolder] = {}
+        self.train_dataset: UnpairedTrainDataset | None = None
+        self.val_dataset: PairedEvalDataset | None = None
+        self.test_dataset: PairedEvalDataset | None = None
+        self.predict_dataset: SingleDomainDataset | None = None
+
+    # ----------------------------------------------------------------------------------------- folders
+    def _domain(self, split: str, role: str, limit: int | None = None) -> ImageFolder:
+        """The folder for split ('train', 'val', 'test') and role ('A' source, 'B' target), listed once."""
+        letter = role if self.direction == "AtoB" else {"A": "B", "B": "A"}[role]
+        key = (f"{split}{letter}", role)
+        if key not in self._folders:
+            paths = self.root.list_images(key[0], limit)
+            self._folders[key] = ImageFolder(
+                self.root, key[0], paths, self.channels[role], self.max_image_pixels
+            )
+        return self._folders[key]
+
+    def _validation_split(self) -> str | None:
+        for split in ("val", "test"):
+            if self.root.has_folder(f"{split}A") and self.root.has_folder(f"{split}B"):
+                return split
+        return None
+
+    # ------------------------------------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        """List the files each stage needs (once); raises naming the folder when one is missing or empty."""
+        if self.trainer is not None:
+            self.rank = self.trainer.global_rank
+        if stage in (None, "fit"):
+            self.train_dataset = UnpairedTrainDataset(
+                self._domain("train", "A", self.max_dataset_size),
+                self._domain("train", "B", self.max_dataset_size),
+                self.train_transform,
+                serial_batches=self.serial_batches,
+                seed=self.seed,
+                epoch=self._epoch,
+                rank=self.rank,
+                skip_bad_images=self.skip_bad_images,
+            )
+        if stage in (None, "fit", "validate"):
+            split = self._validation_split()
+            if split is None and stage == "validate":
+                raise FileNotFoundError(
+                    f"no validation split under {self.root.url!r}: "
+                    "expected valA/ and valB/, or testA/ and testB/"
+                )
+            self.val_dataset = None if split is None else self._paired(split, self.skip_bad_images)
+        if stage in (None, "test"):
+            self.test_dataset = self._paired("test", skip_bad_images=False)
+        if stage in (None, "predict"):
+            self.predict_dataset = SingleDomainDataset(self._predict_folder(), self.eval_transform)
+
+    def _paired(self, split: str, skip_bad_images: bool) -> PairedEvalDataset:
+        return PairedEvalDataset(
+            self._domain(split, "A"),
+            self._domain(split, "B"),
+            self.eval_transform,
+            skip_bad_images=skip_bad_images,
+        )
+
+    def _predict_folder(self) -> ImageFolder:
+        if self.predict_source is None:
+            return self._domain("test", "A")
+        source = self.predict_source
+        return ImageFolder(source, "", source.list_images(""), self.channels["A"], self.max_image_pixels)
+
+    # ------------------------------------------------------------------------------------- dataloaders
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._require(self.train_dataset, "fit")
+        replicas, rank = 1, self.rank
+        if self.trainer is not None:
+            replicas, rank = self.trainer.world_size, self.trainer.global_rank
+            # the epoch Lightning is about to train (it sets samplers' epochs only after creating the
+            # first iterator of a resumed run, so take it from the loop now)
+            self._epoch.set(self.trainer.fit_loop.epoch_progress.current.processed)
+        sampler = EpochSampler(
+            dataset,
+            self._epoch,
+            num_replicas=replicas,
+            rank=rank,
+            shuffle=not self.serial_batches,
+            seed=self.seed,
+        )
+        return self._loader(dataset, self.batch_size, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_dataset is None:
+            return []
+        return self._loader(self.val_dataset, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.test_dataset, "test"), self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.predict_dataset, "predict"), self.eval_batch_size)
+
+    def _loader(self, dataset: Any, batch_size: int, sampler: Any = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_samples,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    @staticmethod
+    def _require(dataset: Any, stage: str) -> Any:
+        if dataset is None:
+            raise RuntimeError(f"call setup({stage!r}) before asking for the {stage} dataloader")
+        return dataset
+
+    # ------------------------------------------------------------------ epochs, state and bad-file count
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch `epoch`: the A order and every per-sample draw change with it (workers see it too)."""
+        self._epoch.set(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "epoch": self.epoch, "skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if int(state_dict["seed"]) != self.seed:
+            log.info("resuming with the checkpoint's data seed %s (not %s)", state_dict["seed"], self.seed)
+        self.seed = int(state_dict["seed"])
+        if self.train_dataset is not None:
+            self.train_dataset.seed = self.seed
+        self._epoch.set(int(state_dict["epoch"]))
+        self.skipped = int(state_dict["skipped"])
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Take the skipped-file list out of the batch, count it, and log the running total."""
+        if isinstance(batch, dict) and "skipped" in batch:
+            self.record_skipped(batch.pop("skipped"))
+        return batch
+
+    def record_skipped(self, paths: list[str]) -> None:
+        """Add a batch's skipped files to `skipped`, warn, and send the total to the trainer's loggers."""
+        if not paths:
+            return
+        self.skipped += len(paths)
+        log.warning(
+            "skipped %d unreadable image(s) (%d so far): %s", len(paths), self.skipped, ", ".join(paths)
+        )
+        if self.trainer is not None:
+            for logger in self.trainer.loggers:
+                logger.log_metrics(
+                    {"data/skipped_images": float(self.skipped)}, step=self.trainer.global_step
+                )
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

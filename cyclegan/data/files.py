@@ -1,0 +1,98 @@
+"""Finding image files under a dataset root, local or any fsspec URL, and holding the lists compactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import fsspec
+import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
+
+EXPECTED_LAYOUT = (
+    "expected ROOT/trainA, ROOT/trainB, ROOT/testA, ROOT/testB (and optionally ROOT/valA, ROOT/valB), "
+    f"each holding images ({', '.join(IMAGE_EXTENSIONS)}; searched recursively)"
+)
+
+
+class PathTable(Sequence[str]):
+    """An immutable list of strings kept in one bytes blob plus an offset array.
+
+    A Python list of N strings is N objects whose reference counts DataLoader workers touch, which copies
+    the pages of forked workers one by one; two numpy buffers stay shared, so memory does not grow with
+    the number of workers or files.
+    """
+
+    def __init__(self, items: Iterable[str]) -> None:
+        encoded = [item.encode("utf-8") for item in items]
+        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(item) for item in encoded], out=self._offsets[1:])
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} paths")
+        index %= len(self)
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return self._blob[start:end].tobytes().decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+
+class DatasetRoot:
+    """A dataset root folder on some fsspec filesystem (a plain path means the local disk)."""
+
+    def __init__(self, root: str) -> None:
+        self.url = str(root)
+        self.fs, self.path = fsspec.core.url_to_fs(self.url)
+        self.path = self.path.rstrip("/") or "/"
+        if not self.fs.exists(self.path):
+            raise FileNotFoundError(f"dataset root {self.url!r} does not exist; {EXPECTED_LAYOUT}")
+        if not self.fs.isdir(self.path):
+            raise NotADirectoryError(f"dataset root {self.url!r} is a file, not a folder; {EXPECTED_LAYOUT}")
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def has_folder(self, name: str) -> bool:
+        return self.fs.isdir(f"{self.path}/{name}")
+
+    def display(self, path: str) -> str:
+        """The path as users see it: a plain path for local files, a full URL otherwise."""
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    def list_images(self, folder: str, max_count: int | None = None) -> PathTable:
+        """Image files below ROOT/folder (recursive, extension case-insensitive), sorted, at most max_count.
+
+        Raises a clear error when the folder is missing, is a file, or holds no image.
+        """
+        location = f"{self.path}/{folder}"
+        shown = self.display(location)
+        if not self.fs.exists(location):
+            raise FileNotFoundError(f"split folder {shown!r} does not exist; {EXPECTED_LAYOUT}")
+        if not self.fs.isdir(location):
+            raise NotADirectoryError(f"split folder {shown!r} is a file, not a folder; {EXPECTED_LAYOUT}")
+        found = sorted(
+            path for path in self.fs.find(location, withdirs=False) if path.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if not found:
+            raise ValueError(f"split folder {shown!r} holds no image file; {EXPECTED_LAYOUT}")
+        if max_count is not None:
+            found = found[: int(max_count)]
+        return PathTable(found)

@@ -1,0 +1,115 @@
+"""The ResNet generator (Johnson et al. 2016 as CycleGAN uses it) with the reference's module indices."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cyclegan.nn.layers import (
+    PADDING_TYPES,
+    UPSAMPLES,
+    NormChoice,
+    check_choice,
+    check_count,
+    make_pad,
+    make_upsample,
+    residual_forward,
+)
+
+
+class ResnetBlock(nn.Module):
+    """``x + conv_block(x)`` with ``conv_block`` = [pad, conv 3x3, norm, relu, (dropout), pad, conv 3x3,
+    norm]; with zero padding the convs pad themselves and the pad layers are absent (the reference's
+    indices). With InstanceNorm the ReLU and the residual add run inside the norms."""
+
+    def __init__(self, dim: int, *, padding_type: str, norm: NormChoice, use_dropout: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for second in (False, True):
+            pad = make_pad(padding_type, 1)
+            if pad is not None:
+                layers.append(pad)
+            layers.append(nn.Conv2d(dim, dim, 3, padding=0 if pad else 1, bias=norm.conv_bias(True)))
+            if second:
+                layers.append(norm.norm_layer(dim))
+            else:
+                layers += norm.norm_act(dim, "relu")
+                if use_dropout:
+                    layers.append(nn.Dropout(0.5))
+        self.conv_block = nn.Sequential(*layers)
+        self.fuse_residual = norm.fuses
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return residual_forward(self.conv_block, x, self.fuse_residual)
+
+
+class ResnetGenerator(nn.Module):
+    """7x7 conv, two stride-2 convs, ``n_blocks`` residual blocks, two 2x upsamplings, 7x7 conv, tanh.
+
+    Keys match the reference (``model.1.weight`` ... ``model.{n_blocks + 17}.bias``). ``padding_type``
+    applies inside the residual blocks and the resize-convs; the 7x7 convs always reflect-pad, as in
+    the reference. Output height/width are the input's rounded up to a multiple of 4.
+    """
+
+    role = "generator"
+    size_multiple = 4
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        *,
+        norm: NormChoice | None = None,
+        padding_type: str = "reflect",
+        use_dropout: bool = False,
+        upsample: str = "transpose",
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
+            check_count(name, value, 1)
+        check_count("n_blocks", n_blocks, 0)
+        check_choice("padding_type", padding_type, PADDING_TYPES)
+        check_choice("upsample", upsample, UPSAMPLES)
+        norm = norm or NormChoice()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, 7, bias=norm.conv_bias(True)),
+            *norm.norm_act(ngf, "relu"),
+        ]
+        for mult in (1, 2):
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=norm.conv_bias(True)),
+                *norm.norm_act(ngf * mult * 2, "relu"),
+            ]
+        for _ in range(n_blocks):
+            layers.append(ResnetBlock(ngf * 4, padding_type=padding_type, norm=norm, use_dropout=use_dropout))
+        for mult in (4, 2):
+            layers += [
+                make_upsample(
+                    ngf * mult,
+                    ngf * mult // 2,
+                    upsample=upsample,
+                    bias=norm.conv_bias(True),
+                    padding_type=padding_type,
+                ),
+                *norm.norm_act(ngf * mult // 2, "relu"),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+        self.spec = {
+            "arch": "resnet",
+            "layout": norm.layout,
+            "input_nc": input_nc,
+            "output_nc": output_nc,
+            "ngf": ngf,
+            "norm": norm.norm,
+            "n_blocks": n_blocks,
+            "padding_type": padding_type,
+            "use_dropout": use_dropout,
+            "upsample": upsample,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
