@@ -1,1 +1,22 @@
-"""cyclegan.model"""
+"""The CycleGAN LightningModule, its losses, image pool, LR schedules and image-grid logging callback."""
+
+from cyclegan.model.cyclegan import STATE_KEY, CycleGAN, NonFiniteLossError
+from cyclegan.model.image_logger import ImageGridLogger, image_grid
+from cyclegan.model.losses import GAN_MODES, GANLoss, gradient_penalty
+from cyclegan.model.pool import ImagePool
+from cyclegan.model.schedules import LR_POLICIES, build_scheduler, linear_decay_factor
+
+__all__ = [
+    "GAN_MODES",
+    "LR_POLICIES",
+    "STATE_KEY",
+    "CycleGAN",
+    "GANLoss",
+    "ImageGridLogger",
+    "ImagePool",
+    "NonFiniteLossError",
+    "build_scheduler",
+    "gradient_penalty",
+    "image_grid",
+    "linear_decay_factor",
+]

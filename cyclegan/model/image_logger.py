@@ -1,0 +1,87 @@
+"""Callback that writes grids of CycleGAN's images (real, fake, reconstructed, identity) during training."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+from torchvision.utils import make_grid, save_image
+
+# One grid row per direction: the real image, its translation, the reconstruction, and the identity
+# image of the same domain (G_B(A) for A, G_A(B) for B) when the identity loss is on.
+GRID_ROWS = (("real_A", "fake_B", "rec_A", "idt_B"), ("real_B", "fake_A", "rec_B", "idt_A"))
+
+
+def image_grid(visuals: Mapping[str, torch.Tensor], max_images: int = 4) -> torch.Tensor:
+    """A (3, H, W) float grid in [0, 1] from [-1, 1] image batches: two rows per sample (A->B, B->A).
+
+    Grayscale tiles are repeated to RGB and every tile is resized to the first one's size, so domains of
+    different channel counts or sizes fit in one grid.
+    """
+    columns = [name for name in GRID_ROWS[0] if name in visuals]
+    rows = [[name for name in row if name in visuals] for row in GRID_ROWS]
+    first = visuals[columns[0]]
+    height, width = first.shape[-2:]
+    count = min(max_images, first.shape[0])
+    tiles = []
+    for index in range(count):
+        for row in rows:
+            for name in row:
+                tile = visuals[name][index : index + 1].detach().float().cpu()
+                tile = tile.expand(-1, 3, -1, -1) if tile.shape[1] == 1 else tile[:, :3]
+                if tile.shape[-2:] != (height, width):
+                    tile = F.interpolate(tile, size=(height, width), mode="bilinear", align_corners=False)
+                tiles.append(((tile[0] + 1.0) / 2.0).clamp(0.0, 1.0))
+    return make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
+
+
+class ImageGridLogger(pl.Callback):
+    """Every ``every_n_steps`` training iterations (batches), on global rank 0: save the iteration's image
+    grid as ``<save_dir>/step_<iteration>.png`` (default ``save_dir``: ``<trainer.log_dir or
+    default_root_dir>/images``) and send it to W&B (``log_image``) and TensorBoard (``add_image``)
+    loggers; other loggers get nothing. Needs a ``training_step`` that returns ``{"visuals": {...}}``.
+    """
+
+    def __init__(
+        self, every_n_steps: int = 200, save_dir: str | Path | None = None, max_images: int = 4
+    ) -> None:
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}")
+        if max_images < 1:
+            raise ValueError(f"max_images must be >= 1, got {max_images}")
+        self.every_n_steps = every_n_steps
+        self.save_dir = Path(save_dir) if save_dir is not None else None
+        self.max_images = max_images
+        self._resolved_dir: Path | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # trainer.log_dir broadcasts from rank 0, so it is read here, where every process takes part.
+        if self.save_dir is not None:
+            self._resolved_dir = self.save_dir
+        else:
+            self._resolved_dir = Path(trainer.log_dir or trainer.default_root_dir) / "images"
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        iteration = trainer.fit_loop.total_batch_idx + 1
+        if iteration % self.every_n_steps or not trainer.is_global_zero:
+            return
+        visuals = outputs.get("visuals") if isinstance(outputs, Mapping) else None
+        if not visuals:
+            return
+        grid = image_grid(visuals, self.max_images)
+        assert self._resolved_dir is not None, "ImageGridLogger.setup was not called"
+        self._resolved_dir.mkdir(parents=True, exist_ok=True)
+        save_image(grid, self._resolved_dir / f"step_{iteration:06d}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                pixels = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                logger.log_image(key="train/images", images=[pixels], step=trainer.global_step)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("train/images", grid, global_step=iteration)
