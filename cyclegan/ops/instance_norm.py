@@ -61,8 +61,11 @@ def validate_instance_norm_args(
             f"instance_norm residual must have the input's shape {tuple(x.shape)}, "
             f"got {tuple(residual.shape)}"
         )
-    if residual is not None and residual.dtype != x.dtype:
-        raise TypeError(f"instance_norm residual dtype {residual.dtype} differs from input dtype {x.dtype}")
+    if residual is not None and not residual.is_floating_point():
+        raise TypeError(f"instance_norm residual must be floating point, got dtype {residual.dtype}")
+    for name, tensor in (("weight", weight), ("bias", bias), ("residual", residual)):
+        if tensor is not None and tensor.device != x.device:
+            raise ValueError(f"instance_norm {name} is on {tensor.device} but the input is on {x.device}")
     spatial = math.prod(x.shape[2:])
     if spatial <= 1 and x.numel() > 0:
         raise ValueError(
@@ -88,16 +91,23 @@ def instance_norm(
 
     ``y = act(weight * (x - mean) / sqrt(var + eps) + bias) + residual`` with mean and biased variance per
     (sample, channel) over all spatial positions. ``backend="auto"`` runs the Triton kernels on CUDA
-    tensors and the PyTorch path elsewhere; ``"triton"`` forces the kernels (on CPU tensors only under
-    ``TRITON_INTERPRET=1``), ``"torch"`` forces the PyTorch path.
+    tensors (fp32/fp16/bf16) and the PyTorch path elsewhere (CPU, fp64); ``"triton"`` forces the kernels
+    (on CPU tensors only under ``TRITON_INTERPRET=1``), ``"torch"`` forces the PyTorch path.
+
+    Statistics are fp32 (fp64 on the PyTorch path for fp64 input); the output has the dtype and memory
+    layout (NCHW or channels_last) of ``x``. Under autocast the op follows the dtype of ``x`` (the conv
+    output): no cast is inserted. weight, bias and residual may be any float dtype. ``N == 0`` gives an
+    empty result.
     """
     validate_instance_norm_args(x, weight, bias, activation, residual, backend)
-    if x.shape[0] == 0:
-        return torch.empty_like(x)
     if backend == "auto":
-        backend = "triton" if x.is_cuda and triton_available() else "torch"
+        # The kernels compute in fp32: fp64 keeps its precision on the PyTorch path.
+        use_kernels = x.is_cuda and x.dtype != torch.float64 and triton_available()
+        backend = "triton" if use_kernels else "torch"
     if backend == "torch":
         return instance_norm_torch(x, weight, bias, eps, activation, negative_slope, residual)
+    if not triton_available():
+        raise RuntimeError("instance_norm backend='triton' needs the triton package, which is not installed")
     from cyclegan.ops.triton_op import instance_norm_triton
 
     return instance_norm_triton(x, weight, bias, eps, activation, negative_slope, residual)

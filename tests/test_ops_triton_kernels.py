@@ -1,0 +1,207 @@
+"""The Triton InstanceNorm kernels (run by the interpreter on CPU) against an fp64 reference.
+
+Forward and backward on odd shapes, both layouts, whole-plane (one register tile and streamed) and split
+paths, every activation, with and without affine and residual. The fp64 reference is the PyTorch path in
+fp64, itself checked against F.instance_norm, the seed formula and gradcheck in test_ops_instance_norm.py.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cyclegan.ops import instance_norm_stats_torch, instance_norm_torch
+from cyclegan.ops.triton_op import instance_norm_triton, plane_layout
+
+# (path, chunk): one register tile per plane; the streamed loop with 16-row tiles; several programs
+# per plane, each covering 24 rows in tiles of 16 + 8.
+PATHS = [("plane", 0), ("plane", 16), ("split", 24)]
+SHAPES = [(3, 5, 7, 13), (2, 3, 1, 97), (2, 20, 6, 6), (2, 4, 33), (2, 3, 3, 4, 5)]
+# (activation, weight, bias, residual): every activation, every flag, with and without each other.
+VARIANTS = [
+    (None, False, False, False),
+    ("relu", True, True, True),
+    ("leaky_relu", True, True, False),
+    ("leaky_relu", False, False, True),
+    ("relu", True, False, False),
+]
+
+
+def to_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``t`` in channels_last layout (strides (C*L, 1, C) over the (N, C, L) view) or unchanged."""
+    if not channels_last:
+        return t.contiguous()
+    if t.dim() == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    if t.dim() == 5:
+        return t.contiguous(memory_format=torch.channels_last_3d)
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def make_inputs(shape, dtype, channels_last, affine_w, affine_b, with_residual, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = to_layout(torch.randn(shape, generator=gen) * 2 + 0.5, channels_last).to(dtype)
+    c = shape[1]
+    weight = (torch.rand(c, generator=gen) + 0.5).to(dtype) if affine_w else None
+    bias = torch.randn(c, generator=gen).to(dtype) if affine_b else None
+    residual = (
+        to_layout(torch.randn(shape, generator=gen), channels_last).to(dtype) if with_residual else None
+    )
+    grad = to_layout(torch.randn(shape, generator=gen), channels_last).to(dtype)
+    return x, weight, bias, residual, grad
+
+
+def run_with_grads(fn, x, weight, bias, residual, grad):
+    """Forward with leaf copies of every tensor, backward with ``grad``: (y, [grads of x, w, b, r])."""
+    leaves = [
+        t.detach().clone().requires_grad_() if t is not None else None for t in (x, weight, bias, residual)
+    ]
+    y = fn(*leaves)
+    y.backward(grad)
+    return y.detach(), [t.grad if t is not None else None for t in leaves]
+
+
+def reference64(x, weight, bias, residual, grad, activation):
+    as64 = lambda t: t.double() if t is not None else None
+    fn = lambda x_, w_, b_, r_: instance_norm_torch(x_, w_, b_, 1e-5, activation, 0.2, r_)
+    return run_with_grads(fn, as64(x), as64(weight), as64(bias), as64(residual), grad.double())
+
+
+def triton_fn(activation, path, chunk):
+    return lambda x, w, b, r: instance_norm_triton(x, w, b, 1e-5, activation, 0.2, r, path=path, chunk=chunk)
+
+
+def assert_close_fp32(actual, expected, name):
+    assert actual.dtype == torch.float32, name
+    torch.testing.assert_close(actual.double(), expected, rtol=1e-5, atol=2e-5, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("path,chunk", PATHS, ids=["tile", "stream", "split"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_fp32_forward_backward_matches_fp64_reference(shape, channels_last, path, chunk):
+    for activation, has_w, has_b, has_r in VARIANTS:
+        x, w, b, r, g = make_inputs(shape, torch.float32, channels_last, has_w, has_b, has_r)
+        y, grads = run_with_grads(triton_fn(activation, path, chunk), x, w, b, r, g)
+        y_ref, grads_ref = reference64(x, w, b, r, g, activation)
+        label = f"{activation} w={has_w} b={has_b} r={has_r}"
+        assert y.stride() == x.stride(), label
+        assert_close_fp32(y, y_ref, f"y {label}")
+        for name, grad, grad_ref in zip(("dx", "dweight", "dbias", "dresidual"), grads, grads_ref):
+            if grad_ref is None:
+                assert grad is None
+                continue
+            assert_close_fp32(grad, grad_ref, f"{name} {label}")
+
+
+def torch_in_dtype(x, weight, bias, residual, activation):
+    """What PyTorch computes in the low-precision dtype itself: the honest baseline for fp16/bf16."""
+    y = F.instance_norm(x, weight=weight, bias=bias, eps=1e-5)
+    if activation == "relu":
+        y = F.relu(y)
+    elif activation == "leaky_relu":
+        y = F.leaky_relu(y, 0.2)
+    return y + residual if residual is not None else y
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("path,chunk", [("plane", 0), ("split", 24)], ids=["plane", "split"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_low_precision_error_at_most_twice_torch_in_that_dtype(dtype, path, chunk, channels_last):
+    """Elementwise: |ours - ref64| <= 2 |torch_in_dtype - ref64| + atol + one ulp of the value."""
+    ulp = torch.finfo(dtype).eps
+    for activation, has_w, has_b, has_r in VARIANTS[1:3]:
+        x, w, b, r, g = make_inputs((3, 5, 7, 13), dtype, channels_last, has_w, has_b, has_r)
+        y, grads = run_with_grads(triton_fn(activation, path, chunk), x, w, b, r, g)
+        baseline = lambda *t, act=activation: torch_in_dtype(*t, act)
+        base_y, base_grads = run_with_grads(baseline, x, w, b, r, g)
+        ref_y, ref_grads = reference64(x, w, b, r, g, activation)
+        pairs = [
+            ("y", y, base_y, ref_y),
+            *zip(("dx", "dweight", "dbias", "dresidual"), grads, base_grads, ref_grads),
+        ]
+        for name, ours, theirs, ref in pairs:
+            if ref is None:
+                continue
+            assert ours.dtype == dtype, name
+            bound = 2 * (theirs.double() - ref).abs() + 1e-4 + ulp * ref.abs()
+            excess = (ours.double() - ref).abs() - bound
+            assert excess.max() <= 0, f"{name} {activation}: exceeds bound by {excess.max().item():.3g}"
+
+
+@pytest.mark.parametrize("path,chunk", PATHS, ids=["tile", "stream", "split"])
+def test_large_mean_planes_stay_exact_in_fp32(path, chunk):
+    """Mean 1e4, std 1: a sum/sum-of-squares variance would be garbage here."""
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn(2, 3, 9, 11, generator=gen, dtype=torch.float64) + 1e4).float()
+    y = instance_norm_triton(x, path=path, chunk=chunk)
+    ref = instance_norm_torch(x.double())
+    torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-4)
+    ref_mean, ref_rstd = instance_norm_stats_torch(x.double())
+    _, mean, rstd = torch.ops.cyclegan.instance_norm_fwd(x, None, None, None, 1e-5, "none", 0.2, path, chunk)
+    torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-7, atol=0)
+    torch.testing.assert_close(rstd.double(), ref_rstd, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("path,chunk", [("plane", 16), ("split", 24)], ids=["stream", "split"])
+def test_backward_is_bitwise_deterministic(path, chunk):
+    x, w, b, r, g = make_inputs((3, 6, 9, 10), torch.float32, True, True, True, True, seed=5)
+    fn = triton_fn("leaky_relu", path, chunk)
+    first = run_with_grads(fn, x, w, b, r, g)
+    second = run_with_grads(fn, x, w, b, r, g)
+    assert torch.equal(first[0], second[0])
+    for a, b_ in zip(first[1], second[1]):
+        assert torch.equal(a, b_)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_layout_is_kept_without_a_copy(channels_last):
+    x, w, b, r, _ = make_inputs((2, 6, 5, 7), torch.float32, channels_last, True, True, True)
+    layout_x, strides, is_cl = plane_layout(x)
+    assert layout_x is x and is_cl == channels_last
+    assert strides == ((6 * 35, 1, 6) if channels_last else (6 * 35, 35, 1))
+    y = instance_norm_triton(x, w, b, 1e-5, "relu", 0.2, r)
+    assert y.stride() == x.stride()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    assert y.is_contiguous(memory_format=memory_format)
+
+
+def test_other_layouts_are_made_contiguous():
+    base = torch.randn(2, 3, 8, 10)
+    x = base[:, :, ::2, :]  # strided view: neither NCHW- nor channels_last-contiguous
+    assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    y = instance_norm_triton(x)
+    torch.testing.assert_close(y.double(), instance_norm_torch(x.double()), rtol=1e-5, atol=2e-5)
+    assert y.is_contiguous()
+
+
+def test_mixed_layouts_of_input_residual_and_grad():
+    x, w, b, _, _ = make_inputs((2, 4, 5, 6), torch.float32, True, True, True, False)
+    r = torch.randn(2, 4, 5, 6)
+    g = torch.randn(2, 4, 5, 6)
+    y, grads = run_with_grads(triton_fn("relu", "plane", 0), x, w, b, r, g)
+    y_ref, grads_ref = reference64(x, w, b, r, g, "relu")
+    assert_close_fp32(y, y_ref, "y")
+    for grad, grad_ref in zip(grads, grads_ref):
+        assert_close_fp32(grad, grad_ref, "grad")
+
+
+@pytest.mark.parametrize("path,chunk", [("plane", 0), ("split", 24)], ids=["plane", "split"])
+def test_empty_batch_through_autograd(path, chunk):
+    x = torch.randn(0, 3, 4, 5, requires_grad=True)
+    w = torch.ones(3, requires_grad=True)
+    b = torch.zeros(3, requires_grad=True)
+    y = instance_norm_triton(x, w, b, path=path, chunk=chunk)
+    assert y.shape == (0, 3, 4, 5)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros(3)) and torch.equal(b.grad, torch.zeros(3))
+
+
+def test_input_passed_as_its_own_residual():
+    x = torch.randn(2, 3, 5, 6, requires_grad=True)
+    y = instance_norm_triton(x, residual=x)
+    torch.testing.assert_close(y, instance_norm_torch(x) + x, rtol=1e-5, atol=2e-5)
+    y.backward(torch.ones_like(y))
+    x_ref = x.detach().clone().requires_grad_()
+    (instance_norm_torch(x_ref) + x_ref).backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=2e-5)
