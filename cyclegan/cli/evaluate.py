@@ -1,0 +1,69 @@
+"""``cyclegan-eval``: FID and KID of translated test images against the target domain."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+from torch import nn
+
+from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.inference.checkpoints import open_generator
+from cyclegan.inference.evaluation import directions_for, evaluate_direction, format_table, write_json
+from cyclegan.inference.metrics import DistributionScores, InceptionWeightsError, inception_extractor
+from cyclegan.inference.translation import autocast_for, resolve_device
+
+
+def run_eval(cfg: DictConfig, extractor: nn.Module | None = None) -> dict[str, DistributionScores]:
+    """Score each requested direction; writes ``cfg.output`` (JSON). ``extractor`` replaces Inception."""
+    directions = directions_for(cfg.direction)
+    device = resolve_device(cfg.device)
+    autocast_for(cfg.precision, device)
+    if extractor is None:
+        extractor = inception_extractor(cfg.inception_weights, download=cfg.download)
+    extractor = extractor.to(device)
+    results = {}
+    for direction in directions:
+        generator = open_generator(cfg.checkpoint, direction, device=device).module
+        scores, skipped = evaluate_direction(
+            generator,
+            cfg.data.root,
+            direction,
+            extractor,
+            split=cfg.data.split,
+            batch_size=cfg.batch_size,
+            precision=str(cfg.precision),
+            resize=cfg.resize,
+            max_images=cfg.max_images,
+            kid_subsets=cfg.kid_subsets,
+            progress=cfg.progress,
+        )
+        for path, reason in skipped:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+        results[direction] = scores
+    write_json(
+        results,
+        cfg.output,
+        checkpoint=str(cfg.checkpoint),
+        data_root=str(cfg.data.root),
+        split=cfg.data.split,
+        feature_extractor=type(extractor).__name__,
+    )
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``cyclegan-eval``."""
+    try:
+        results = run_eval(cfg)
+    except (CheckpointError, InceptionWeightsError, FileNotFoundError, ValueError) as error:
+        print(f"cyclegan-eval: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(format_table(results))
+    print(f"wrote {cfg.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""``cyclegan-export``: write one generator as ONNX, TorchScript or safetensors."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.inference.checkpoints import check_direction, open_generator
+from cyclegan.inference.export import check_format, export_generator, verify_onnx
+
+
+def run_export(cfg: DictConfig) -> dict[str, object]:
+    """Export as ``cfg`` says; returns what was written (and the ONNX check's max abs difference)."""
+    check_format(cfg.format)
+    check_direction(cfg.direction)
+    loaded = open_generator(cfg.checkpoint, cfg.direction)
+    path = export_generator(loaded, cfg.format, cfg.output)
+    result: dict[str, object] = {"output": str(path), "format": cfg.format, "direction": cfg.direction}
+    if cfg.format == "onnx" and cfg.verify:
+        result["onnxruntime_max_abs_diff"] = verify_onnx(loaded.module, path)
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``cyclegan-export``."""
+    try:
+        result = run_export(cfg)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"cyclegan-export: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {result['output']} ({result['format']}, {result['direction']})")
+    if "onnxruntime_max_abs_diff" in result:
+        print(f"onnxruntime vs PyTorch: max abs difference {result['onnxruntime_max_abs_diff']:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Evaluate generators on a test split: translate ``{split}A`` (``{split}B``) and score it against the
+real images of the other domain with FID and KID."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from cyclegan.inference.images import pil_to_network, read_image, resize_shorter_side
+from cyclegan.inference.metrics import DistributionScores, FeatureSets
+from cyclegan.inference.translation import run_batch
+
+# direction -> (source domain, target domain)
+DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
+
+
+def directions_for(direction: str) -> list[str]:
+    """``"both"`` -> both directions; otherwise the one named (checked)."""
+    if direction == "both":
+        return list(DOMAINS)
+    if direction not in DOMAINS:
+        raise ValueError(f"direction must be AtoB, BtoA or both, got {direction!r}")
+    return [direction]
+
+
+def split_folder(root: str | Path, split: str, domain: str) -> Path:
+    """``root/{split}{domain}``, checked to exist and to hold images."""
+    folder = Path(root) / f"{split}{domain}"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"evaluation needs the folder {folder} (data.root={root}, split={split})")
+    return folder
+
+
+def image_batches(
+    folder: Path,
+    channels: int,
+    *,
+    batch_size: int,
+    resize: int | None,
+    max_images: int | None,
+    skipped: list[tuple[Path, str]],
+) -> Iterator[torch.Tensor]:
+    """(N, C, H, W) batches in [-1, 1] of the folder's images (sorted), grouping equal sizes."""
+    from cyclegan.inference.files import find_inputs
+
+    inputs = find_inputs(folder)[:max_images]
+    pending: list[torch.Tensor] = []
+    for item in inputs:
+        try:
+            image = read_image(item.path)
+            if resize is not None:
+                image = resize_shorter_side(image, resize)
+            tensor = pil_to_network(image, channels).tensor
+        except (OSError, ValueError, SyntaxError) as error:
+            skipped.append((item.path, f"{type(error).__name__}: {error}"))
+            continue
+        if pending and (len(pending) == batch_size or pending[0].shape != tensor.shape):
+            yield torch.stack(pending)
+            pending = []
+        pending.append(tensor)
+    if pending:
+        yield torch.stack(pending)
+
+
+def evaluate_direction(
+    generator: nn.Module,
+    root: str | Path,
+    direction: str,
+    extractor: nn.Module,
+    *,
+    split: str = "test",
+    batch_size: int = 8,
+    precision: str = "32",
+    resize: int | None = None,
+    max_images: int | None = None,
+    kid_subsets: int = 100,
+    progress: bool = False,
+) -> tuple[DistributionScores, list[tuple[Path, str]]]:
+    """FID/KID of ``generator``'s translations of the source split against the target split.
+
+    ``generator`` takes (N, C, H, W) in [-1, 1] of any size (a `load_generator` module). Returns the
+    scores and the files that could not be read.
+    """
+    source, target = DOMAINS[direction]
+    source_dir, target_dir = split_folder(root, split, source), split_folder(root, split, target)
+    sets = FeatureSets(extractor)
+    skipped: list[tuple[Path, str]] = []
+    options = {"batch_size": batch_size, "resize": resize, "max_images": max_images, "skipped": skipped}
+    for batch in tqdm(
+        image_batches(target_dir, int(generator.output_nc), **options),
+        desc=f"real {target}",
+        disable=not progress,
+    ):
+        sets.add(batch, real=True)
+    for batch in tqdm(
+        image_batches(source_dir, int(generator.input_nc), **options),
+        desc=f"translate {direction}",
+        disable=not progress,
+    ):
+        sets.add(run_batch(generator, batch, precision=precision), real=False)
+    return sets.scores(kid_subsets=kid_subsets), skipped
+
+
+def format_table(results: dict[str, DistributionScores]) -> str:
+    """A plain-text table: one row per direction."""
+    header = f"{'direction':<10} {'FID':>10} {'KID':>12} {'KID std':>10} {'real':>6} {'fake':>6}"
+    rows = [
+        f"{name:<10} {s.fid:>10.3f} {s.kid_mean:>12.5f} {s.kid_std:>10.5f} {s.num_real:>6} {s.num_fake:>6}"
+        for name, s in results.items()
+    ]
+    return "\n".join([header, "-" * len(header), *rows])
+
+
+def write_json(results: dict[str, DistributionScores], path: str | Path, **context: object) -> Path:
+    """Write the scores (and ``context`` such as the checkpoint path) as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {**context, "metrics": {direction: asdict(scores) for direction, scores in results.items()}}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

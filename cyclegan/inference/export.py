@@ -1,0 +1,140 @@
+"""Write one generator as a standalone file: ONNX, TorchScript or safetensors.
+
+ONNX and TorchScript files hold the pad/crop wrapper, so they take (batch, channels, height, width) in
+[-1, 1] of any size. InstanceNorm runs through its PyTorch path while exporting (the Triton kernels are a
+custom op no exporter knows). safetensors holds the weights plus, in its metadata, the generator settings
+and direction `load_generator` needs to rebuild the network.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cyclegan.inference.checkpoints import METADATA_KEY, LoadedGenerator
+from cyclegan.inference.padding import PadCropGenerator
+from cyclegan.nn import InstanceNorm2d
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+ONNX_INPUT = "image"
+ONNX_OUTPUT = "translated"
+ONNX_OPSET = 18
+
+
+def check_format(fmt: str) -> None:
+    """Raise a ValueError naming the supported formats."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}")
+
+
+@contextmanager
+def torch_norm_backend(module: nn.Module) -> Iterator[None]:
+    """Switch every InstanceNorm layer of ``module`` to the PyTorch path while inside."""
+    layers = [m for m in module.modules() if isinstance(m, InstanceNorm2d)]
+    saved = [layer.backend for layer in layers]
+    for layer in layers:
+        layer.backend = "torch"
+    try:
+        yield
+    finally:
+        for layer, backend in zip(layers, saved):
+            layer.backend = backend
+
+
+def _metadata(loaded: LoadedGenerator) -> str:
+    module = loaded.module
+    record = {
+        "direction": loaded.direction,
+        "generator": loaded.config,
+        "size_multiple": int(module.multiple),
+        "input_nc": int(module.input_nc),
+        "output_nc": int(module.output_nc),
+        "source": loaded.path.name,
+        "source_kind": loaded.kind,
+    }
+    return json.dumps(record)
+
+
+def _example_input(module: PadCropGenerator) -> torch.Tensor:
+    size = max(2 * module.multiple, 32)
+    return torch.rand(2, module.input_nc, size, size + module.multiple) * 2 - 1
+
+
+def export_generator(loaded: LoadedGenerator, fmt: str, output: str | Path) -> Path:
+    """Write ``loaded``'s generator to ``output`` in ``fmt``; returns the path written."""
+    check_format(fmt)
+    module = loaded.module
+    if not isinstance(module, PadCropGenerator):
+        raise ValueError(
+            f"{loaded.path} is a {loaded.kind} file; export from a checkpoint or reference weights"
+        )
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    module = module.cpu().eval()
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        state = {key: value.contiguous() for key, value in module.generator.state_dict().items()}
+        save_file(state, str(output), metadata={METADATA_KEY: _metadata(loaded)})
+    elif fmt == "torchscript":
+        with torch_norm_backend(module), torch.no_grad(), warnings.catch_warnings():
+            # tracing warns about the shape checks it freezes (constant for a fixed channel count) and
+            # torch.jit itself is deprecated in favour of torch.export, which has no loadable file format
+            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            traced = torch.jit.trace(module.generator, _example_input(module))
+            scripted = torch.jit.script(
+                PadCropGenerator(traced, module.multiple, module.input_nc, module.output_nc)
+            )
+            torch.jit.save(scripted, str(output), _extra_files={f"{METADATA_KEY}.json": _metadata(loaded)})
+    else:
+        _export_onnx(module, output, _metadata(loaded))
+    return output
+
+
+def _export_onnx(module: PadCropGenerator, output: Path, metadata: str) -> None:
+    """Export with the dynamo exporter (torch.export), batch, height and width dynamic."""
+    import onnx
+
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    with torch_norm_backend(module), torch.no_grad():
+        torch.onnx.export(
+            module,
+            (_example_input(module),),
+            str(output),
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_shapes={"image": dims},
+            opset_version=ONNX_OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    model = onnx.load(str(output))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata
+    onnx.save(model, str(output))
+
+
+def verify_onnx(
+    module: nn.Module, path: str | Path, shapes: tuple[tuple[int, int, int], ...] = ((1, 64, 48), (2, 37, 53))
+) -> float:
+    """Largest |onnxruntime - PyTorch| over random inputs of the given (batch, height, width) shapes."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    module = module.cpu().eval()
+    worst = 0.0
+    for batch, height, width in shapes:
+        image = torch.rand(batch, int(module.input_nc), height, width) * 2 - 1
+        (onnx_out,) = session.run([ONNX_OUTPUT], {ONNX_INPUT: image.numpy()})
+        with torch.no_grad():
+            expected = module(image)
+        worst = max(worst, float((torch.from_numpy(onnx_out) - expected).abs().max()))
+    return worst

@@ -1,0 +1,80 @@
+"""Optional FID/KID during training: every N epochs, translate the test split and log the scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch import nn
+
+from cyclegan.inference.evaluation import directions_for, evaluate_direction
+from cyclegan.inference.metrics import inception_extractor
+from cyclegan.inference.padding import PadCropGenerator, size_multiple_of
+
+
+class FIDCallback(pl.Callback):
+    """Logs ``fid/AtoB``, ``kid/AtoB`` (and BtoA) at the end of every ``every_n_epochs``-th training epoch.
+
+    Scores compare ``G_A(root/{split}A)`` with ``root/{split}B`` (and ``G_B(...B)`` with ``...A``); use
+    ``max_images`` and ``resize`` to bound the cost. ``feature_extractor`` replaces the FID Inception
+    network (loaded once from ``inception_weights`` or the download cache).
+    """
+
+    def __init__(
+        self,
+        data_root: str | Path,
+        every_n_epochs: int = 10,
+        direction: str = "both",
+        split: str = "test",
+        max_images: int | None = None,
+        resize: int | None = None,
+        batch_size: int = 8,
+        feature_extractor: nn.Module | None = None,
+        inception_weights: str | Path | None = None,
+        download: bool = True,
+    ) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
+        self.data_root = Path(data_root)
+        self.every_n_epochs = every_n_epochs
+        self.directions = directions_for(direction)
+        self.split = split
+        self.max_images = max_images
+        self.resize = resize
+        self.batch_size = batch_size
+        self.feature_extractor = feature_extractor
+        self.inception_weights = inception_weights
+        self.download = download
+
+    def _extractor(self, device) -> nn.Module:
+        if self.feature_extractor is None:
+            self.feature_extractor = inception_extractor(self.inception_weights, download=self.download)
+        return self.feature_extractor.to(device)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        extractor = self._extractor(pl_module.device)
+        for direction in self.directions:
+            network = pl_module.netG_A if direction == "AtoB" else pl_module.netG_B
+            was_training = network.training
+            network.eval()
+            spec = network.spec
+            generator = PadCropGenerator(
+                network, size_multiple_of(network), spec["input_nc"], spec["output_nc"]
+            )
+            try:
+                scores, _ = evaluate_direction(
+                    generator,
+                    self.data_root,
+                    direction,
+                    extractor,
+                    split=self.split,
+                    batch_size=self.batch_size,
+                    resize=self.resize,
+                    max_images=self.max_images,
+                )
+            finally:
+                network.train(was_training)
+            pl_module.log(f"fid/{direction}", scores.fid, sync_dist=False)
+            pl_module.log(f"kid/{direction}", scores.kid_mean, sync_dist=False)
