@@ -1,0 +1,91 @@
+"""Bad config values fail at start, before anything is built, with a message naming the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_conf_compose import compose_train
+from test_train_cli import TINY, make_unpaired_dataset, run_train
+
+from cyclegan.callbacks import RunFolderError, check_run_folder
+from cyclegan.cli.train import ConfigError, validate_config
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_unpaired_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.load_size=32", "data.crop_size=64"], "data.crop_size=64 is larger than data.load_size=32"),
+        (["model.gan_mode=hinge_loss"], "model.gan_mode=hinge_loss: unknown loss"),
+        (["model.lr_policy=exponential"], "model.lr_policy=exponential: unknown schedule"),
+        (["model.generator.arch=transformer"], "model.generator.arch=transformer: unknown architecture"),
+        (["model.discriminator.arch=huge"], "model.discriminator.arch=huge: unknown architecture"),
+        (["+model.generator.dropout_rate=0.5"], "model.generator: unknown option(s) ['dropout_rate']"),
+        (["data.preprocess=zoom"], "data.preprocess=zoom: unknown"),
+        (["data.crop_size=30", "data.load_size=36"], "needs image sizes that are multiples of 4"),
+        (["model=unet", "data.crop_size=128", "data.load_size=143"], "multiples of 256"),
+        (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path=/nonexistent/last.ckpt: no such checkpoint file"),
+    ],
+)
+def test_bad_values_are_named(dataset: Path, tmp_path: Path, overrides: list[str], message: str) -> None:
+    cfg = compose_train(["data=folder", f"data.root={dataset}", *overrides], tmp_path)
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg)
+    assert message in str(error.value)
+
+
+def test_missing_dataset_folder(tmp_path: Path) -> None:
+    (tmp_path / "data" / "trainA").mkdir(parents=True)
+    cfg = compose_train(["data=folder", f"data.root={tmp_path / 'data'}"], tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"missing dataset folder .*trainB"):
+        validate_config(cfg)
+    cfg = compose_train(["data=horse2zebra", f"paths.data_dir={tmp_path / 'nowhere'}"], tmp_path / "run")
+    with pytest.raises(ConfigError, match="cyclegan-download"):
+        validate_config(cfg)
+
+
+def test_cli_fails_before_training_with_exit_status_2(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    args = [
+        *TINY,
+        "data=folder",
+        f"data.root={dataset}",
+        "model.gan_mode=nope",
+        "logger=csv",
+        f"hydra.run.dir={out}",
+    ]
+    assert run_train(args, monkeypatch) == 2
+    assert "model.gan_mode=nope: unknown loss" in capsys.readouterr().err
+    assert not (out / "checkpoints").exists() and not (out / "csv").exists()
+
+
+def test_unwritable_or_full_run_folder_fails_at_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RunFolderError, match="not writable"):
+        check_run_folder(blocker / "run", min_free_mb=1)
+    with pytest.raises(RunFolderError, match="MB free, less than min_free_disk_mb"):
+        check_run_folder(tmp_path / "run", min_free_mb=1e12)
+    check_run_folder(tmp_path / "run", min_free_mb=1)
+    assert list((tmp_path / "run").iterdir()) == []  # the write probe is gone
+
+
+def test_cli_reports_full_disk(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    args = [
+        *TINY,
+        "data=folder",
+        f"data.root={dataset}",
+        "min_free_disk_mb=1e12",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    assert run_train(args, monkeypatch) == 2
+    assert "min_free_disk_mb" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""Exact resume: N iterations + a resume for N more end bitwise equal to 2N straight iterations.
+
+The interrupted runs are the step checkpoints a real run writes (every_n_train_steps) mid-epoch and at
+an epoch's end; each resume is a new cyclegan-train invocation in a new run folder. Two DataLoader
+workers, deterministic=True, CPU. Compared: every weight, both optimizers' state, the schedulers, the
+image pools and RNGs (through the next iterations), and the losses logged at every step.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from test_train_cli import TINY, make_unpaired_dataset, run_train
+
+# 6 A images, batch 1: 6 iterations (12 optimizer steps) per epoch; 2 epochs
+STEPS_PER_EPOCH = 12
+TOTAL_STEPS = 24
+COMMON = [
+    *TINY,
+    "data=folder",
+    "data.num_workers=2",
+    "trainer.deterministic=true",
+    "trainer.log_every_n_steps=1",
+    "trainer.limit_val_batches=0",
+    "trainer.max_epochs=2",
+    "model.n_epochs=1",  # the linear decay starts after epoch 0, so the schedulers' state matters
+    "model.n_epochs_decay=2",
+    "model.pool_size=3",
+    "model.image_log_every_n_steps=4",
+    "logger=csv",
+    "callbacks.model_checkpoint.every_n_train_steps=8",
+    "callbacks.model_checkpoint.keep_last_k=10",
+]
+
+
+def logged_losses(run: Path) -> dict[int, dict[str, str]]:
+    """Per-iteration losses and learning rates from metrics.csv, by logged step.
+
+    Epoch means (``*_epoch``) are left out: Lightning does not checkpoint its running epoch aggregates,
+    so the mean of an interrupted epoch covers only the iterations after the resume.
+    """
+    rows: dict[int, dict[str, str]] = {}
+    with open(run / "csv" / "version_0" / "metrics.csv") as file:
+        for row in csv.DictReader(file):
+            values = {
+                key: value
+                for key, value in row.items()
+                if value and (key.startswith("lr/") or (key.startswith("train/") and key.endswith("_step")))
+            }
+            if values:
+                rows.setdefault(int(row["step"]), {}).update(values)
+    return rows
+
+
+def assert_same_training_state(a: Path, b: Path) -> None:
+    first, second = (torch.load(path, weights_only=True) for path in (a, b))
+    assert first["global_step"] == second["global_step"] == TOTAL_STEPS
+    assert first["state_dict"].keys() == second["state_dict"].keys()
+    for key, tensor in first["state_dict"].items():
+        assert torch.equal(tensor, second["state_dict"][key]), key
+    for opt_a, opt_b in zip(first["optimizer_states"], second["optimizer_states"], strict=True):
+        for param, state in opt_a["state"].items():
+            for name, value in state.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][param][name])), name
+    assert first["lr_schedulers"] == second["lr_schedulers"]
+    pools = [ckpt["cyclegan_state"]["processes"][0] for ckpt in (first, second)]
+    for name in ("fake_A_pool", "fake_B_pool"):
+        for x, y in zip(pools[0][name]["images"], pools[1][name]["images"], strict=True):
+            assert torch.equal(x, y)
+    assert torch.equal(pools[0]["rng"], pools[1]["rng"])
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The uninterrupted run of 12 iterations, with step checkpoints at iterations 4 and 8 and epoch-end
+    checkpoints at 6 and 12."""
+    root = tmp_path_factory.mktemp("resume")
+    dataset = make_unpaired_dataset(root / "data")
+    out = root / "straight"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert run_train([*COMMON, f"data.root={dataset}", f"hydra.run.dir={out}"], monkeypatch) == 0
+    return dataset, out
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "where"),
+    [("epoch0000-step00000008.ckpt", "mid-epoch"), ("epoch0000-step00000012.ckpt", "epoch end")],
+)
+def test_resume_is_bitwise_identical(
+    straight_run: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    checkpoint: str,
+    where: str,
+) -> None:
+    dataset, straight = straight_run
+    interrupted = straight / "checkpoints" / checkpoint
+    resumed_step = torch.load(interrupted, weights_only=True)["global_step"]
+    assert resumed_step < TOTAL_STEPS and (resumed_step % STEPS_PER_EPOCH != 0) == (where == "mid-epoch")
+
+    out = tmp_path / "resumed"
+    args = [*COMMON, f"data.root={dataset}", f"hydra.run.dir={out}", f"ckpt_path={interrupted}"]
+    assert run_train(args, monkeypatch) == 0
+
+    assert_same_training_state(straight / "checkpoints" / "last.ckpt", out / "checkpoints" / "last.ckpt")
+    # the logged `step` counts iterations (Lightning's batches-that-stepped), half the optimizer steps
+    expected = {step: row for step, row in logged_losses(straight).items() if step >= resumed_step // 2}
+    got = logged_losses(out)
+    assert got.keys() == expected.keys() and len(got) >= 4
+    assert got == expected
