@@ -134,3 +134,31 @@ def test_slurm_launcher_composes(tmp_path: Path) -> None:
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.additional_parameters.signal == f"USR1@{launcher.signal_delay_s}"
     assert launcher.max_num_timeout == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "usage"),
+    [
+        ("translate", "cyclegan-translate checkpoint=FILE input=PATH output=DIR"),
+        ("export", "cyclegan-export checkpoint=FILE format=onnx|torchscript|safetensors"),
+        ("eval", "cyclegan-eval checkpoint=FILE data.root=DIR"),
+    ],
+)
+def test_tool_help_shows_usage_not_the_training_groups(name: str, usage: str) -> None:
+    """--help of the inference tools explains their settings; the training config groups (which share
+    the config folder) are not theirs to list."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(name, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    template = cfg.hydra.help.template
+    assert usage in template and "$CONFIG" in template and "$APP_CONFIG_GROUPS" not in template
+
+
+def test_train_help_names_the_command_and_where_outputs_go() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.help.header.startswith("cyclegan-train: train a CycleGAN")
+    assert "hydra.run.dir" in cfg.hydra.help.header and "$APP_CONFIG_GROUPS" in cfg.hydra.help.template

@@ -89,3 +89,59 @@ def test_cli_reports_full_disk(
     ]
     assert run_train(args, monkeypatch) == 2
     assert "min_free_disk_mb" in capsys.readouterr().err
+
+
+def test_missing_data_root_is_one_line_naming_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_train(["data=folder", "data.root=no/such/dir"], tmp_path / "run")
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg)
+    (line,) = [text for text in str(error.value).splitlines() if "data.root" in text]
+    assert f"no such folder, relative to the working directory {tmp_path}" in line
+    assert "cyclegan-download" in line
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "weights_only"])
+def test_ckpt_path_that_cannot_resume_is_named_before_training(
+    dataset: Path, tmp_path: Path, kind: str
+) -> None:
+    """Corrupt files and weights-only files (reference .pth, exports) fail with a ConfigError, not deep
+    inside Lightning's checkpoint loader."""
+    import torch
+
+    from cyclegan.cli.train import check_resume_compatible
+
+    path = tmp_path / f"{kind}.ckpt"
+    if kind == "garbage":
+        path.write_bytes(b"not a checkpoint at all" * 8)
+    elif kind == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:2000])
+    else:
+        torch.save({"model.1.weight": torch.zeros(4, 3, 7, 7)}, path)
+    cfg = compose_train(["data=folder", f"data.root={dataset}", f"ckpt_path={path}"], tmp_path / "run")
+    message = "not a training checkpoint" if kind == "weights_only" else "not a checkpoint written by"
+    with pytest.raises(ConfigError, match=f"ckpt_path={path}: {message}"):
+        check_resume_compatible(str(path), cfg)
+
+
+def test_fresh_start_over_an_earlier_run_is_warned_about(tmp_path: Path) -> None:
+    """Re-running a command into a used run folder without ckpt_path replaces its last.ckpt: say so."""
+    from cyclegan.cli.train import earlier_run_warning
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert earlier_run_warning(None, str(checkpoints)) is None
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "last.ckpt").write_bytes(b"x")
+    warning = earlier_run_warning(None, str(checkpoints))
+    assert warning is not None and "last.ckpt is from an earlier run" in warning
+    assert "ckpt_path=last" in warning
+    assert earlier_run_warning("last", str(checkpoints)) is None
+
+
+def test_a_required_setting_left_out_is_named(tmp_path: Path) -> None:
+    cfg = compose_train(["data=folder"], tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"data\.root: required, pass data\.root=\.\.\."):
+        validate_config(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -205,3 +206,30 @@ def test_base_url_from_the_environment_and_the_cli(server, tmp_path, monkeypatch
     assert "HTTP 404" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         download_cli(["not_a_dataset"])
+
+
+def test_unreachable_host_fails_at_once_with_what_to_do(tmp_path):
+    """No connection (here: a closed port) is not retried and names the host and the mirror options."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(DatasetDownloadError) as error:
+        download_dataset("mini", tmp_path, f"http://127.0.0.1:{port}/", progress=False, timeout=5)
+    message = str(error.value)
+    assert f"cannot reach 127.0.0.1:{port}" in message and "--base-url" in message
+    assert BASE_URL_ENV in message and leftovers(tmp_path) == []
+
+
+def test_a_silent_server_times_out_and_says_nothing_arrived(tmp_path):
+    """A server that accepts but never answers: each attempt ends after `timeout` seconds."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        with pytest.raises(DatasetDownloadError, match=r"after 2 attempt.*no data arrived"):
+            download_dataset("mini", tmp_path, url, progress=False, timeout=0.2, attempts=2)
+    finally:
+        listener.close()
+    assert leftovers(tmp_path) == []

@@ -173,3 +173,26 @@ def test_a_corrupt_inception_weights_file_is_named(tmp_path):
     weights.write_bytes(b"truncated download")
     with pytest.raises(InceptionWeightsError, match="not a valid FID Inception weights file"):
         inception_extractor(weights)
+
+
+def test_missing_checkpoint_or_folder_is_named_before_inception_is_fetched(trained, tmp_path, monkeypatch):
+    """Cheap checks first: a typo must not wait for (or fail on) the 92 MB Inception download."""
+    from cyclegan.callbacks.checkpoint_io import CheckpointError
+    from cyclegan.cli import evaluate
+
+    def no_inception(*args, **kwargs):
+        raise AssertionError("Inception was requested before the inputs were checked")
+
+    monkeypatch.setattr(evaluate, "inception_extractor", no_inception)
+    base = [f"output={tmp_path / 'm.json'}", "progress=false"]
+    missing_checkpoint = [f"checkpoint={tmp_path / 'nope.ckpt'}", f"data.root={trained['data']}"]
+    with pytest.raises(CheckpointError, match=r"nope\.ckpt"):
+        run_eval(compose_config("eval", [*missing_checkpoint, *base]))
+    missing_folder = [f"checkpoint={trained['checkpoint']}", f"data.root={tmp_path}"]
+    with pytest.raises(FileNotFoundError, match="testA"):
+        run_eval(compose_config("eval", [*missing_folder, *base]))
+    good = [f"checkpoint={trained['checkpoint']}", f"data.root={trained['data']}", *base]
+    with pytest.raises(ValueError, match="resize must be a positive number"):
+        run_eval(compose_config("eval", [*good, "resize=0"]))
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        run_eval(compose_config("eval", [*good, "batch_size=0"]))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import onnx
@@ -12,6 +14,7 @@ import torch
 from safetensors import safe_open
 from test_inference_support import compose_config, reference_generator_file, trained_run
 
+from cyclegan.callbacks.checkpoint_io import CheckpointError
 from cyclegan.cli.export import run_export
 from cyclegan.inference import export_generator, load_generator, open_generator
 from cyclegan.inference.checkpoints import METADATA_KEY
@@ -85,3 +88,24 @@ def test_unknown_format_and_bad_direction_are_named(trained, tmp_path):
     with pytest.raises(ValueError, match="direction must be one of"):
         run_export(compose_config("export", [*base, "format=onnx", "direction=both"]))
     assert not (tmp_path / "x").exists()
+
+
+def test_safetensors_file_gets_the_usual_permissions(tmp_path):
+    source = tmp_path / "latest_net_G.pth"
+    reference_generator_file(source)
+    umask = os.umask(0o022)
+    try:
+        path = export_generator(open_generator(source), "safetensors", tmp_path / "g.safetensors")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by others, as torch.save files are
+
+
+def test_an_onnx_export_given_to_load_generator_says_to_use_onnxruntime(tmp_path):
+    source = tmp_path / "latest_net_G.pth"
+    reference_generator_file(source)
+    path = export_generator(open_generator(source), "onnx", tmp_path / "model.bin")  # content, not name
+    output_dims = onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in output_dims] == ["batch", 3, "height", "width"]
+    with pytest.raises(CheckpointError, match=r"model\.bin is an ONNX file: run it with onnxruntime"):
+        load_generator(path)

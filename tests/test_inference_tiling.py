@@ -86,3 +86,8 @@ def test_torchscript_generators_cannot_be_tiled(generator, tmp_path):
     scripted = load_generator(export_generator(open_generator(source), "torchscript", tmp_path / "g.pt"))
     with pytest.raises(ValueError, match="TorchScript modules cannot be tiled"):
         translate(scripted, torch.zeros(1, 3, 32, 32), tile_size=16)
+
+
+def test_negative_tile_overlap_is_refused(generator):
+    with pytest.raises(ValueError, match="tile_overlap must be 0 or more"):
+        translate(generator, torch.zeros(1, 3, 32, 32), tile_size=16, tile_overlap=-1)

@@ -221,6 +221,7 @@ def test_console_script_runs_through_hydra(tmp_path, trained):
     )
     assert run.returncode == 0, run.stderr
     assert "BtoA: translated 1 image(s), skipped 0" in run.stdout
+    assert f"output folder: {(tmp_path / 'o').resolve()}" in run.stdout
     with Image.open(tmp_path / "o" / "x.png") as image:
         assert image.size == (30, 20)
 
@@ -296,3 +297,66 @@ def test_directions_follow_the_dataset_folders_when_trained_with_btoa(trained, t
         expected = run_padded(_generator_from_lightning(trained["checkpoint"], model_direction), image)
         got = load_generator(swapped, folder_direction)(image)
         assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_both_directions_from_a_one_generator_file_fail_before_writing(input_tree, tmp_path):
+    """A file holding only AtoB must not translate AtoB and then fail on BtoA."""
+    checkpoint = tmp_path / "horse2zebra.pth"
+    reference_generator_file(checkpoint)
+    out = tmp_path / "out"
+    cfg = compose_config(
+        "translate",
+        [
+            f"checkpoint={checkpoint}",
+            f"input={input_tree}",
+            f"output={out}",
+            "direction=both",
+            "progress=false",
+        ],
+    )
+    with pytest.raises(CheckpointError, match="holds one generator"):
+        run_translate(cfg)
+    assert not out.exists()
+
+
+def test_images_too_small_for_the_network_are_skipped_not_fatal(tmp_path):
+    checkpoint = tmp_path / "latest_net_G.pth"
+    reference_generator_file(checkpoint)
+    source = tmp_path / "in"
+    source.mkdir()
+    random_image(2, 2, "RGB", seed=1).save(source / "dot.png")
+    random_image(20, 24, "RGB", seed=2).save(source / "fine.png")
+    common = [f"checkpoint={checkpoint}", f"input={source}", f"output={tmp_path / 'o'}", "progress=false"]
+    report = run_translate(compose_config("translate", common))["AtoB"]
+    assert report.written == [tmp_path / "o" / "fine.png"]
+    ((path, reason),) = report.skipped
+    assert path == source / "dot.png" and "cannot translate a 2x2 image" in reason
+    with pytest.raises(ValueError, match="resize must be a positive number"):
+        run_translate(compose_config("translate", [*common, "resize=0"]))
+
+
+def test_two_inputs_mapping_to_one_output_file_are_refused(tmp_path):
+    """x.jpg and x.png with output_ext=png would silently overwrite one another."""
+    checkpoint = tmp_path / "latest_net_G.pth"
+    reference_generator_file(checkpoint)
+    source = tmp_path / "in"
+    source.mkdir()
+    random_image(20, 24, "RGB", seed=1).save(source / "x.jpg")
+    random_image(20, 24, "RGB", seed=2).save(source / "x.png")
+    common = [f"checkpoint={checkpoint}", f"input={source}", f"output={tmp_path / 'o'}", "progress=false"]
+    with pytest.raises(ValueError, match=r"x\.jpg and .*x\.png would both be written to .*x\.png"):
+        run_translate(compose_config("translate", [*common, "output_ext=png"]))
+    assert not (tmp_path / "o").exists()
+    assert len(run_translate(compose_config("translate", common))["AtoB"].written) == 2
+
+
+def test_required_settings_left_out_are_named_not_a_traceback():
+    from cyclegan.cli.evaluate import run_eval
+    from cyclegan.cli.export import run_export
+
+    with pytest.raises(ValueError, match=r"missing required settings checkpoint, input, output: pass"):
+        run_translate(compose_config("translate", []))
+    with pytest.raises(ValueError, match=r"missing required settings format, output"):
+        run_export(compose_config("export", ["checkpoint=x.ckpt"]))
+    with pytest.raises(ValueError, match=r"missing required settings checkpoint, data\.root"):
+        run_eval(compose_config("eval", []))

@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 from torch import nn
 
 from cyclegan.callbacks.checkpoint_io import CheckpointError
-from cyclegan.inference.checkpoints import open_generator
-from cyclegan.inference.evaluation import directions_for, evaluate_direction, format_table, write_json
+from cyclegan.cli.settings import require_settings
+from cyclegan.inference.checkpoints import detect_kind, open_generator
+from cyclegan.inference.evaluation import (
+    DOMAINS,
+    directions_for,
+    evaluate_direction,
+    format_table,
+    split_folder,
+    write_json,
+)
 from cyclegan.inference.metrics import DistributionScores, InceptionWeightsError, inception_extractor
 from cyclegan.inference.translation import autocast_for, resolve_device
 
 
 def run_eval(cfg: DictConfig, extractor: nn.Module | None = None) -> dict[str, DistributionScores]:
     """Score each requested direction; writes ``cfg.output`` (JSON). ``extractor`` replaces Inception."""
+    require_settings(cfg)
     directions = directions_for(cfg.direction)
     device = resolve_device(cfg.device)
     autocast_for(cfg.precision, device)
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    if cfg.resize is not None and cfg.resize < 1:
+        raise ValueError(f"resize must be a positive number of pixels (the shorter side), got {cfg.resize}")
+    # the cheap checks first: a missing checkpoint or test folder is named before Inception is fetched
+    detect_kind(Path(cfg.checkpoint))
+    for domain in sorted({domain for direction in directions for domain in DOMAINS[direction]}):
+        split_folder(cfg.data.root, cfg.data.split, domain)
     if extractor is None:
         extractor = inception_extractor(cfg.inception_weights, download=cfg.download)
     extractor = extractor.to(device)

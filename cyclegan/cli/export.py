@@ -8,12 +8,14 @@ import hydra
 from omegaconf import DictConfig
 
 from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.cli.settings import require_settings
 from cyclegan.inference.checkpoints import check_direction, open_generator
 from cyclegan.inference.export import check_format, export_generator, verify_onnx
 
 
 def run_export(cfg: DictConfig) -> dict[str, object]:
     """Export as ``cfg`` says; returns what was written (and the ONNX check's max abs difference)."""
+    require_settings(cfg)
     check_format(cfg.format)
     check_direction(cfg.direction)
     loaded = open_generator(cfg.checkpoint, cfg.direction)

@@ -17,6 +17,7 @@ import netrc
 import os
 import socket
 import sys
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,14 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------------------- validation
 def validate_config(cfg: DictConfig) -> None:
     """Check the settings that would otherwise fail late (or silently) and raise `ConfigError`."""
+    from cyclegan.cli.settings import missing_settings
+
+    missing = missing_settings(cfg)
+    if missing:  # the checks below read these values
+        raise ConfigError(
+            "invalid configuration:\n  - "
+            + "\n  - ".join(f"{key}: required, pass {key}=..." for key in missing)
+        )
     problems: list[str] = []
     if cfg.data.get("_target_") == DATA_MODULE:
         problems += _data_problems(cfg.data)
@@ -70,16 +79,27 @@ def _data_problems(data: DictConfig) -> list[str]:
         problems.append(f"data.batch_size={data.batch_size}: must be >= 1")
     root = str(data.root)
     if "://" not in root:  # remote roots (fsspec URLs) are checked by the data module itself
-        for split in ("trainA", "trainB"):
-            folder = Path(root) / split
-            if not folder.is_dir():
-                problems.append(
-                    f"data.root={root}: missing dataset folder {folder} (expected {root}/trainA and "
-                    f"{root}/trainB; get a reference dataset with cyclegan-download NAME)"
-                )
-            elif not _has_image(folder, IMAGE_EXTENSIONS):
-                problems.append(f"data.root={root}: dataset folder {folder} holds no image file")
+        problems += _dataset_folder_problems(root, IMAGE_EXTENSIONS)
     return problems
+
+
+def _dataset_folder_problems(root: str, extensions: tuple[str, ...]) -> list[str]:
+    """One line per problem with the dataset folder: missing root, missing splits, empty splits."""
+    where = "" if Path(root).is_absolute() else f", relative to the working directory {Path.cwd()}"
+    get_one = "get a reference dataset with cyclegan-download NAME or pass data.root=DIR"
+    if not Path(root).is_dir():
+        return [f"data.root={root}: no such folder{where}; {get_one}"]
+    missing = [split for split in ("trainA", "trainB") if not (Path(root) / split).is_dir()]
+    if missing:
+        return [
+            f"data.root={root}: missing dataset folder{'s' * (len(missing) > 1)} {' and '.join(missing)} "
+            f"(a dataset folder holds trainA/ and trainB/, testA/ and testB/ optional{where}); {get_one}"
+        ]
+    return [
+        f"data.root={root}: dataset folder {Path(root) / split} holds no image file"
+        for split in ("trainA", "trainB")
+        if not _has_image(Path(root) / split, extensions)
+    ]
 
 
 def _has_image(folder: Path, extensions: tuple[str, ...]) -> bool:
@@ -155,11 +175,41 @@ def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: str) -> str | None:
     return str(latest)
 
 
+# what Lightning needs to resume a run (the loops' and optimizers' state come with them)
+_RESUME_KEYS = ("state_dict", "pytorch-lightning_version", "loops", "optimizer_states")
+
+
+def earlier_run_warning(ckpt_path: str | None, checkpoint_dir: str) -> str | None:
+    """A warning when a fresh start would write over an earlier run's checkpoints in the same folder."""
+    from cyclegan.callbacks import find_latest_checkpoint
+
+    if ckpt_path is not None:
+        return None
+    existing = find_latest_checkpoint(checkpoint_dir)
+    if existing is None:
+        return None
+    return (
+        f"cyclegan-train: warning: {existing} is from an earlier run in this folder; this run starts from "
+        "scratch and replaces last.ckpt (resume instead with ckpt_path=last, or pick a new hydra.run.dir)"
+    )
+
+
 def check_resume_compatible(ckpt_path: str, cfg: DictConfig) -> None:
     """Read the checkpoint's metadata (tensors memory-mapped, not read) and compare the networks."""
     from cyclegan.callbacks import load_checkpoint_file
 
+    if not zipfile.is_zipfile(ckpt_path):
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: not a checkpoint written by cyclegan-train (not a torch.save zip "
+            "archive; the file may be truncated or of another kind); pass a .ckpt from a run's checkpoints/"
+        )
     checkpoint = load_checkpoint_file(ckpt_path, mmap=True)
+    missing = [key for key in _RESUME_KEYS if key not in checkpoint]
+    if missing:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: not a training checkpoint (it has no {', '.join(missing)}); resume from "
+            "a .ckpt in a run's checkpoints/ folder (weights-only files cannot resume training)"
+        )
     saved = checkpoint.get("hyper_parameters", {})
     for name in ("generator", "discriminator"):
         wanted = OmegaConf.to_container(cfg.model[name], resolve=True)
@@ -256,6 +306,9 @@ def train(cfg: DictConfig) -> int:
     try:
         validate_config(cfg)
         check_run_folder(run_dir, float(cfg.get("min_free_disk_mb", 0)))
+        warning = earlier_run_warning(cfg.get("ckpt_path"), cfg.paths.checkpoint_dir)
+        if warning is not None:
+            print(warning, file=sys.stderr)
         ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.checkpoint_dir)
         if ckpt_path is not None:
             check_resume_compatible(ckpt_path, cfg)

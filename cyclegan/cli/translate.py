@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.cli.settings import require_settings
 from cyclegan.inference.checkpoints import detect_kind, open_generator
 from cyclegan.inference.evaluation import directions_for
 from cyclegan.inference.files import TranslationReport, find_inputs, plan_outputs, translate_files
@@ -17,12 +18,15 @@ from cyclegan.inference.translation import autocast_for, resolve_device
 
 def run_translate(cfg: DictConfig) -> dict[str, TranslationReport]:
     """Translate ``cfg.input`` into ``cfg.output`` for each requested direction; one report per direction."""
+    require_settings(cfg)
     directions = directions_for(cfg.direction)
     detect_kind(Path(cfg.checkpoint))  # a missing checkpoint is reported before anything else
     device = resolve_device(cfg.device)
     autocast_for(cfg.precision, device)  # validates the name before any work
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    if cfg.resize is not None and cfg.resize < 1:
+        raise ValueError(f"resize must be a positive number of pixels (the shorter side), got {cfg.resize}")
     inputs = find_inputs(cfg.input)
     if not inputs:
         raise FileNotFoundError(f"no image files found in input={cfg.input}")
@@ -31,9 +35,12 @@ def run_translate(cfg: DictConfig) -> dict[str, TranslationReport]:
     for direction in directions:  # check every output location before translating anything
         folder = output / direction if len(directions) > 1 else output
         plans[direction] = plan_outputs(inputs, folder, cfg.output_ext)
+    # load every generator first: a file that holds one direction only fails before any output is written
+    generators = {
+        direction: open_generator(cfg.checkpoint, direction, device=device).module for direction in directions
+    }
     reports = {}
-    for direction in directions:
-        generator = open_generator(cfg.checkpoint, direction, device=device).module
+    for direction, generator in generators.items():
         reports[direction] = translate_files(
             generator,
             inputs,
@@ -59,6 +66,8 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     for direction, report in reports.items():
         print(f"{direction}: {report.summary()}")
+    if any(report.written for report in reports.values()):
+        print(f"output folder: {Path(cfg.output).resolve()}")
     if not any(report.written for report in reports.values()):
         sys.exit(1)
 

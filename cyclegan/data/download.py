@@ -18,6 +18,7 @@ import shutil
 import stat
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -106,12 +107,18 @@ def fetch_resumable(url: str, destination: Path, *, progress: bool, timeout: flo
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as error:
             if isinstance(error, urllib.error.HTTPError):
                 raise DatasetDownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
+            if isinstance(error, urllib.error.URLError):  # no connection at all: retrying cannot help
+                raise DatasetDownloadError(
+                    f"cannot reach {urllib.parse.urlsplit(url).netloc} to download {url} ({error.reason}); "
+                    f"check the network connection, or download from a mirror with --base-url URL "
+                    f"(or ${BASE_URL_ENV})"
+                ) from error
             log.warning("download of %s interrupted (attempt %d/%d): %s", url, attempt, attempts, error)
     have = destination.stat().st_size if destination.exists() else 0
-    raise DatasetDownloadError(
-        f"download of {url} did not complete after {attempts} attempt(s); {destination} holds {have} bytes "
-        "and the next run resumes from there"
+    kept = (
+        f"{destination} holds {have} bytes and the next run resumes from there" if have else "no data arrived"
     )
+    raise DatasetDownloadError(f"download of {url} did not complete after {attempts} attempt(s); {kept}")
 
 
 def _fetch_once(url: str, destination: Path, *, progress: bool, timeout: float) -> bool:

@@ -63,6 +63,22 @@ def detect_kind(path: Path) -> str:
     return "torch"
 
 
+def _is_onnx(path: Path) -> bool:
+    """An ONNX model: a protobuf whose first field is ``ir_version`` (tag byte 0x08), and parses as one."""
+    with path.open("rb") as file:
+        if file.read(1) != b"\x08":
+            return False
+    try:
+        import onnx
+    except ImportError:
+        return path.suffix.lower() == ".onnx"
+    try:
+        onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # any parse failure: not ONNX, let the torch reader explain what it is
+        return False
+    return True
+
+
 def open_generator(
     path: str | Path, direction: str = "AtoB", *, device: str | torch.device = "cpu"
 ) -> LoadedGenerator:
@@ -74,6 +90,12 @@ def open_generator(
         loaded = _open_safetensors(path, direction)
     elif kind == "torchscript":
         loaded = _open_torchscript(path, direction)
+    elif _is_onnx(path):
+        raise checkpoint_error(
+            f"{path} is an ONNX file: run it with onnxruntime (input 'image', output 'translated', "
+            "(N, C, H, W) in [-1, 1]); load_generator and cyclegan-translate read checkpoints, reference "
+            ".pth files and cyclegan-export's torchscript or safetensors files"
+        )
     else:
         checkpoint = _read_torch_file(path)
         if "state_dict" in checkpoint and "hyper_parameters" in checkpoint:

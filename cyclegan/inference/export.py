@@ -78,10 +78,11 @@ def export_generator(loaded: LoadedGenerator, fmt: str, output: str | Path) -> P
     output.parent.mkdir(parents=True, exist_ok=True)
     module = module.cpu().eval()
     if fmt == "safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         state = {key: value.contiguous() for key, value in module.generator.state_dict().items()}
-        save_file(state, str(output), metadata={METADATA_KEY: _metadata(loaded)})
+        # serialized here and written by Python so the file gets the usual permissions (umask), not 0600
+        output.write_bytes(save(state, metadata={METADATA_KEY: _metadata(loaded)}))
     elif fmt == "torchscript":
         with torch_norm_backend(module), torch.no_grad(), warnings.catch_warnings():
             # tracing warns about the shape checks it freezes (constant for a fixed channel count) and
@@ -117,6 +118,11 @@ def _export_onnx(module: PadCropGenerator, output: Path, metadata: str) -> None:
             verbose=False,
         )
     model = onnx.load(str(output))
+    # the output has the input's size (cropped back); name its dims so instead of the exporter's formulas
+    output_dims = model.graph.output[0].type.tensor_type.shape.dim
+    for dim, name in zip(output_dims, ("batch", None, "height", "width")):
+        if name is not None:
+            dim.dim_param = name
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata
     onnx.save(model, str(output))

@@ -81,6 +81,14 @@ def plan_outputs(inputs: list[InputFile], output_dir: Path, extension: str | Non
         output_dir / (item.relative if extension is None else item.relative.with_suffix(extension))
         for item in inputs
     ]
+    first_input: dict[Path, Path] = {}
+    for item, out in zip(inputs, outputs):
+        earlier = first_input.setdefault(out, item.path)
+        if earlier != item.path:
+            raise ValueError(
+                f"inputs {earlier} and {item.path} would both be written to {out}; keep each input's "
+                "format (output_ext=null) or rename one of them"
+            )
     input_paths = {item.path.resolve() for item in inputs}
     clashes = [out for out in outputs if out.resolve() in input_paths]
     if clashes:
@@ -127,9 +135,21 @@ def translate_files(
 
     def flush() -> None:
         batch = torch.stack([image.tensor for _, image in pending])
-        results = run_batch(
-            generator, batch, precision=precision, tile_size=tile_size, tile_overlap=tile_overlap
-        )
+        try:
+            results = run_batch(
+                generator, batch, precision=precision, tile_size=tile_size, tile_overlap=tile_overlap
+            )
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as error:  # e.g. an image smaller than the network's padding allows
+            height, width = batch.shape[-2:]
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            for index, _ in pending:
+                report.skipped.append(
+                    (inputs[index].path, f"the generator cannot translate a {width}x{height} image: {reason}")
+                )
+            pending.clear()
+            return
         for (index, image), result in zip(pending, results):
             write_image(network_to_pil(result, image.alpha), outputs[index])
             report.written.append(outputs[index])

@@ -198,6 +198,8 @@ def tiled_forward(
     """
     if tile_size < 1:
         raise ValueError(f"tile_size must be a positive number of pixels, got {tile_size}")
+    if context is not None and context < 0:
+        raise ValueError(f"tile_overlap must be 0 or more pixels (null: exact result), got {context}")
     device = next((p.device for p in generator.parameters()), image.device)
     height, width = image.shape[-2:]
     padded = reflect_pad(image, multiple)
