@@ -3,13 +3,15 @@ PyTorch loop doing the same work, in one run.
 
 Both sides train the same networks (built by cyclegan.model.CycleGAN with one seed), with the same
 losses (cyclegan.model.GANLoss, L1 cycle and identity), the same image pools, the same two Adam
-optimizers, the same D-freezing during the G step, the same non-finite-loss checks and the same
+optimizers, the same D-freezing during the G step, the same non-finite-loss check (both losses in one
+tensor, one sync per iteration, before either step), the same per-epoch loss sums and the same
 in-memory batches through a DataLoader (no workers, no decoding: the data pipeline has its own
 benchmark). The Lightning side runs as cyclegan-train would, minus file output (no logger, no
-checkpoints, no image grids, no progress bar): manual optimization, self.log of every loss, callbacks
-hooks. Throughput is measured over the iterations after a warm-up; the two sides run in back-to-back
-pairs, and the overhead reported is the median over pairs of bare / Lightning - 1 (robust to a shared
-machine's speed drifting between pairs).
+checkpoints, no image grids, no progress bar): manual optimization, self.log of the losses at the
+Trainer's logging steps (log_every_n_steps, 50 by default), callback hooks. Throughput is measured
+over the iterations after a warm-up; the two sides run in back-to-back pairs, and the overhead reported
+is the median over pairs of bare / Lightning - 1 (robust to a shared machine's speed drifting between
+pairs).
 
     python benchmarks/train_step.py            # CPU: small networks and crops
     python benchmarks/train_step.py --iters 50 --repeats 5
@@ -129,8 +131,10 @@ def bare_images_per_s(loader: DataLoader, setting: dict, sizes: dict, warmup: in
     lam_A = lam_B = 10.0
     lam_idt = 0.5
 
-    def step_if_finite(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        if bool(torch.isfinite(loss.detach()).item()):
+    epoch_sums = torch.zeros(9, device=device)
+
+    def step_if_finite(optimizer: torch.optim.Optimizer, loss: torch.Tensor, finite: bool) -> None:
+        if finite:
             loss.backward()
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -146,7 +150,7 @@ def bare_images_per_s(loader: DataLoader, setting: dict, sizes: dict, warmup: in
             rec_B = G_A(fake_A)
             idt_A = G_A(real_B)
             idt_B = G_B(real_A)
-            loss_G = torch.stack(
+            losses_G = torch.stack(
                 [
                     gan_loss(D_A(fake_B), True, for_discriminator=False),
                     gan_loss(D_B(fake_A), True, for_discriminator=False),
@@ -155,8 +159,8 @@ def bare_images_per_s(loader: DataLoader, setting: dict, sizes: dict, warmup: in
                     F.l1_loss(idt_A.float(), real_B.float()) * lam_B * lam_idt,
                     F.l1_loss(idt_B.float(), real_A.float()) * lam_A * lam_idt,
                 ]
-            ).sum()
-        step_if_finite(opt_g, loss_G)
+            )
+            loss_G = losses_G.sum()
         _set_requires_grad(discriminators, True)
         _set_requires_grad(generators, False)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -164,8 +168,19 @@ def bare_images_per_s(loader: DataLoader, setting: dict, sizes: dict, warmup: in
             pooled_A = pool_A.query(fake_A).contiguous(memory_format=memory_format)
             loss_D_A = 0.5 * (gan_loss(D_A(real_B), True) + gan_loss(D_A(pooled_B), False))
             loss_D_B = 0.5 * (gan_loss(D_B(real_A), True) + gan_loss(D_B(pooled_A), False))
-        step_if_finite(opt_d, loss_D_A + loss_D_B)
+        loss_D = loss_D_A + loss_D_B
+        g_finite, d_finite = torch.isfinite(torch.stack([loss_G.detach(), loss_D.detach()])).tolist()
+        _set_requires_grad(discriminators, False)
         _set_requires_grad(generators, True)
+        step_if_finite(opt_g, loss_G, g_finite)
+        _set_requires_grad(discriminators, True)
+        _set_requires_grad(generators, False)
+        step_if_finite(opt_d, loss_D, d_finite)
+        _set_requires_grad(generators, True)
+        values = torch.cat(
+            [losses_G.detach().float(), torch.stack([loss_G, loss_D_A, loss_D_B]).detach().float()]
+        )
+        epoch_sums.add_(values)
 
     batches = iter(loader)
     for _ in range(warmup):

@@ -1,5 +1,7 @@
 """Image grids: PNGs in the run folder, TensorBoard and W&B (offline) images, the model's default logger."""
 
+import csv
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -130,3 +132,38 @@ def test_wandb_offline_receives_the_grid(tmp_path, monkeypatch):
 def test_invalid_every_n_steps(bad):
     with pytest.raises(ValueError, match="every_n_steps"):
         ImageGridLogger(every_n_steps=bad)
+
+
+class RecordLoggedSteps(CycleGAN):
+    """Records the batch index of every iteration that logs its generator loss."""
+
+    def on_fit_start(self):
+        self.logged_batches = []
+
+    def log_dict(self, dictionary, *args, **kwargs):
+        if {"train/G", "train/G_step"} & set(dictionary):  # the loss name before and after this change
+            self.logged_batches.append(self.trainer.fit_loop.epoch_loop.batch_idx)
+        super().log_dict(dictionary, *args, **kwargs)
+
+
+def test_iteration_losses_are_logged_at_logging_steps_and_epoch_means_cover_every_iteration(tmp_path):
+    every_third = RecordLoggedSteps(GEN, DISC, image_log_every_n_steps=0)
+    run = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=CSVLogger(tmp_path, name="every_third"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=3,
+    )
+    run.fit(every_third, loader(6))
+    assert every_third.logged_batches == [2, 5]  # iterations 3 and 6: where Lightning writes step metrics
+
+    every_one = RecordLoggedSteps(GEN, DISC, image_log_every_n_steps=0)
+    fit(every_one, CSVLogger(tmp_path, name="every_one"), iterations=6)
+    with open(tmp_path / "every_one" / "version_0" / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    steps = [float(row["train/G_step"]) for row in rows if row["train/G_step"]]
+    (epoch_mean,) = [float(row["train/G_epoch"]) for row in rows if row["train/G_epoch"]]
+    assert len(steps) == 6 and epoch_mean == pytest.approx(sum(steps) / 6, rel=1e-6)

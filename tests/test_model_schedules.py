@@ -119,3 +119,28 @@ def test_plateau_in_a_trainer_run_watches_the_epoch_mean_generator_loss():
     epoch_mean = trainer.callback_metrics["train/G_epoch"].item()
     for scheduler in model.lr_schedulers():
         assert scheduler.best == pytest.approx(epoch_mean, rel=1e-5)
+
+
+class EpochEndReplayed(CycleGAN):
+    """Runs its epoch-end hook twice, as Lightning does for an epoch-end checkpoint on some resumes."""
+
+    def on_train_epoch_end(self):
+        super().on_train_epoch_end()
+        super().on_train_epoch_end()
+
+
+@pytest.mark.parametrize("policy", ["linear", "plateau"])
+def test_a_replayed_epoch_end_steps_the_schedulers_once(policy):
+    record = RecordLR()
+    model = EpochEndReplayed(
+        GEN, DISC, lr_policy=policy, n_epochs=1, n_epochs_decay=2, image_log_every_n_steps=0
+    )
+    trainer = fit(model, 3, [record])
+    for scheduler in model.lr_schedulers():
+        assert scheduler.last_epoch == 3
+    if policy == "linear":
+        assert record.lrs == pytest.approx([LR, LR, LR * 2 / 3, LR * 2 / 3, LR / 3, LR / 3])
+    else:  # the replay's empty sums log nothing: the epoch's mean stays the logged value
+        assert model.lr_schedulers()[0].best == pytest.approx(
+            trainer.callback_metrics["train/G_epoch"].item()
+        )

@@ -45,11 +45,12 @@ def trainer(**settings):
     return pl.Trainer(**{**defaults, **settings})
 
 
-def train_keys(metrics):
+def train_keys(metrics, suffix="_step"):
+    """Loss names logged as ``train/<name><suffix>``."""
     return {
-        key[len("train/") : -len("_step")]
+        key[len("train/") : -len(suffix)]
         for key in metrics
-        if key.startswith("train/") and key.endswith("_step")
+        if key.startswith("train/") and key.endswith(suffix)
     }
 
 
@@ -71,7 +72,7 @@ def test_fast_dev_run_trains_all_four_networks(gan_mode):
 
 
 def test_images_per_second_is_logged_from_the_second_iteration():
-    run = trainer(max_steps=4)
+    run = trainer(max_steps=4, log_every_n_steps=1)
     run.fit(tiny_model(), loader(2))
     assert run.callback_metrics["train/images_per_sec"].item() > 0
 
@@ -107,7 +108,7 @@ def test_grayscale_to_rgb_trains_without_identity():
     assert model.netD_B.model[0].in_channels == 1  # judges domain A
     run = trainer(fast_dev_run=2)
     run.fit(model, loader(1, a_channels=1, b_channels=3))
-    assert math.isfinite(run.callback_metrics["train/G"].item())
+    assert math.isfinite(run.callback_metrics["train/G_step"].item())
 
 
 def test_wrong_batch_is_a_clear_error():
@@ -150,9 +151,11 @@ def test_discriminators_are_frozen_and_get_no_gradient_in_the_generator_step():
     trainer(fast_dev_run=2, callbacks=[probe]).fit(model, loader(1))
     g_step, d_step = probe.steps
     assert g_step["G"] and g_step["G_grads"] and not g_step["D_grads"]
-    assert g_step["D_trainable_calls"] == [False, False]
+    # Both losses are computed before the first step (one finiteness check): the generator loss's two
+    # discriminator calls see D frozen, the discriminator loss's four (real and fake per D) see it trainable.
+    assert g_step["D_trainable_calls"] == [False, False, True, True, True, True]
     assert not d_step["G"] and d_step["D_grads"]
-    assert all(d_step["D_trainable_calls"])
+    assert d_step["D_trainable_calls"] == []
     assert all(p.requires_grad for p in model.parameters())  # untoggled afterwards
 
 
@@ -262,7 +265,7 @@ def test_channels_last_and_compiled_networks_keep_the_state_dict_keys():
     assert model.netG_A.model[1].weight.is_contiguous(memory_format=torch.channels_last)
     run = trainer(fast_dev_run=2)
     run.fit(model, loader(1))
-    assert math.isfinite(run.callback_metrics["train/G"].item())
+    assert math.isfinite(run.callback_metrics["train/G_step"].item())
     assert "netG_A.model.1.weight" in model.state_dict()
 
 
@@ -297,5 +300,5 @@ def test_training_on_the_unpaired_image_datamodule(tmp_path):
     run = trainer(max_epochs=1)
     run.fit(tiny_model(), datamodule=data)
     assert run.global_step == 2 * 2  # 3 images at batch size 2: 2 iterations
-    assert train_keys(run.callback_metrics) == LOSS_KEYS
+    assert train_keys(run.callback_metrics, "_epoch") == LOSS_KEYS
     assert "val/cycle" in run.callback_metrics

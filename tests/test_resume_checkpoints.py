@@ -76,7 +76,7 @@ def test_corrupt_checkpoint_error_names_the_file(
         ]
         assert run_train(args, monkeypatch) == 2
         err = capsys.readouterr().err
-        assert f"cannot read checkpoint {broken}: the file is truncated or corrupt" in err
+        assert str(broken) in err and "truncated" in err
         assert "Traceback" not in err
 
 

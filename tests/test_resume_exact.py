@@ -3,7 +3,8 @@
 The interrupted runs are the step checkpoints a real run writes (every_n_train_steps) mid-epoch and at
 an epoch's end; each resume is a new cyclegan-train invocation in a new run folder. Two DataLoader
 workers, deterministic=True, CPU. Compared: every weight, both optimizers' state, the schedulers, the
-image pools and RNGs (through the next iterations), and the losses logged at every step.
+image pools and RNGs (through the next iterations), the losses logged at every step and the epoch means
+(the module keeps its own epoch sums in the checkpoint, so an interrupted epoch's mean covers all of it).
 """
 
 from __future__ import annotations
@@ -37,18 +38,17 @@ COMMON = [
 
 
 def logged_losses(run: Path) -> dict[int, dict[str, str]]:
-    """Per-iteration losses and learning rates from metrics.csv, by logged step.
-
-    Epoch means (``*_epoch``) are left out: Lightning does not checkpoint its running epoch aggregates,
-    so the mean of an interrupted epoch covers only the iterations after the resume.
-    """
+    """Per-iteration losses, epoch mean losses and learning rates from metrics.csv, by logged step."""
     rows: dict[int, dict[str, str]] = {}
     with open(run / "csv" / "version_0" / "metrics.csv") as file:
         for row in csv.DictReader(file):
             values = {
                 key: value
                 for key, value in row.items()
-                if value and (key.startswith("lr/") or (key.startswith("train/") and key.endswith("_step")))
+                if value
+                and (
+                    key.startswith("lr/") or (key.startswith("train/") and key.endswith(("_step", "_epoch")))
+                )
             }
             if values:
                 rows.setdefault(int(row["step"]), {}).update(values)
@@ -86,8 +86,14 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize(
-    ("checkpoint", "where"),
-    [("epoch0000-step00000008.ckpt", "mid-epoch"), ("epoch0000-step00000012.ckpt", "epoch end")],
+    ("checkpoint", "where", "extra"),
+    [
+        ("epoch0000-step00000008.ckpt", "mid-epoch", []),
+        ("epoch0000-step00000012.ckpt", "epoch end", []),
+        # with max_steps set, Lightning replays the epoch-end hooks of the checkpoint's epoch on resume
+        ("epoch0000-step00000012.ckpt", "epoch end", [f"trainer.max_steps={TOTAL_STEPS}"]),
+    ],
+    ids=["mid-epoch", "epoch-end", "epoch-end-max-steps"],
 )
 def test_resume_is_bitwise_identical(
     straight_run: tuple[Path, Path],
@@ -95,6 +101,7 @@ def test_resume_is_bitwise_identical(
     monkeypatch: pytest.MonkeyPatch,
     checkpoint: str,
     where: str,
+    extra: list[str],
 ) -> None:
     dataset, straight = straight_run
     interrupted = straight / "checkpoints" / checkpoint
@@ -102,7 +109,7 @@ def test_resume_is_bitwise_identical(
     assert resumed_step < TOTAL_STEPS and (resumed_step % STEPS_PER_EPOCH != 0) == (where == "mid-epoch")
 
     out = tmp_path / "resumed"
-    args = [*COMMON, f"data.root={dataset}", f"hydra.run.dir={out}", f"ckpt_path={interrupted}"]
+    args = [*COMMON, *extra, f"data.root={dataset}", f"hydra.run.dir={out}", f"ckpt_path={interrupted}"]
     assert run_train(args, monkeypatch) == 0
 
     assert_same_training_state(straight / "checkpoints" / "last.ckpt", out / "checkpoints" / "last.ckpt")
@@ -111,3 +118,6 @@ def test_resume_is_bitwise_identical(
     got = logged_losses(out)
     assert got.keys() == expected.keys() and len(got) >= 4
     assert got == expected
+    # the last epoch's means, and for a mid-epoch resume those of the interrupted epoch, are compared
+    epoch_rows = [row for row in got.values() if "train/G_epoch" in row]
+    assert len(epoch_rows) == (2 if where == "mid-epoch" else 1)

@@ -54,8 +54,8 @@ def load_checkpoint_file(
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is corrupt or not a checkpoint"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as error:
+        reason = _short_reason(error)
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated or corrupt ({reason})"
         ) from None
@@ -64,6 +64,24 @@ def load_checkpoint_file(
             f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict of training state"
         )
     return checkpoint
+
+
+def _short_reason(error: BaseException) -> str:
+    """The first line of an error message, without PyTorch's internal zip-reader details."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    first = text.splitlines()[0]
+    if "PytorchStreamReader" in first:
+        return "not a complete checkpoint archive"
+    return first
+
+
+def _umask_permissions() -> int:
+    """The mode a normally created file gets (0o666 less the umask): mkstemp would leave 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
@@ -76,6 +94,7 @@ def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+        os.chmod(temp_name, _umask_permissions())
     except OSError as error:
         raise CheckpointError(f"cannot write checkpoint {path}: {error.strerror or error}") from error
     try:

@@ -9,6 +9,10 @@
   Every draw of the data module is a pure function of (seed, epoch, rank, index), so skipping indices in
   the sampler reproduces exactly the batches the interrupted run would have seen, with any number of
   workers.
+* A checkpoint written at an epoch's end (inside ``on_train_epoch_end``) records that epoch as finished.
+  Lightning saves it before counting the epoch as completed; with ``max_steps`` set it then treats the
+  resume as a restart inside that epoch: it trains one more batch of it and runs its epoch-end hooks
+  again. Recording the loop state the epoch ends with makes the resumed run start the next epoch.
 """
 
 from __future__ import annotations
@@ -98,6 +102,13 @@ class TrainingStateCheckpoint(pl.Callback):
         batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         return {"version": STATE_VERSION, "rng": states, "batches_done": batches if mid_epoch else 0}
 
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        epochs = trainer.fit_loop.epoch_progress.current
+        if epochs.processed > epochs.completed and "fit_loop" in checkpoint.get("loops", {}):
+            mark_epoch_completed(checkpoint["loops"]["fit_loop"])
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
             return
@@ -112,6 +123,19 @@ class TrainingStateCheckpoint(pl.Callback):
             _skip_in_next_train_dataloader(trainer.datamodule, batches_done)
             # Lightning warns that a plain DataLoader cannot resume mid-epoch; this callback does it
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
+
+
+def mark_epoch_completed(fit_loop_state: dict[str, Any]) -> None:
+    """Turn a fit-loop state saved in ``on_train_epoch_end`` into the state at that epoch's completion.
+
+    The epoch counts as completed and the per-epoch batch counters start again from zero, as Lightning
+    does once the epoch-end hooks have run; the run totals (and ``_batches_that_stepped``) are kept.
+    """
+    for progress in fit_loop_state["epoch_progress"].values():
+        progress["completed"] = progress["processed"]
+    batches = fit_loop_state["epoch_loop.batch_progress"]
+    batches["current"] = {name: 0 for name in batches["current"]}
+    batches["is_last_batch"] = False
 
 
 def _skip_in_next_train_dataloader(datamodule: pl.LightningDataModule, batches: int) -> None:

@@ -5,6 +5,11 @@ Step counting: under manual optimization each optimizer step counts, so ``traine
 counts optimizer steps: ``max_steps=2 * iterations``. A step skipped for a non-finite loss does not
 count. Iteration-based settings of this package (``image_log_every_n_steps``) count batches.
 
+Logging: the losses of an iteration (``train/<loss>_step``), the learning rates and images/s are logged
+at the Trainer's logging steps only (every ``log_every_n_steps`` iterations), where Lightning writes them.
+Epoch means (``train/<loss>_epoch``) come from sums the module keeps and checkpoints itself, so the mean
+of an epoch interrupted by a resume is the mean over the whole epoch.
+
 Distributed training: the discriminators are frozen during the generator step, so their parameters get
 no gradient in that backward pass; use ``strategy="ddp_find_unused_parameters_true"``.
 """
@@ -29,7 +34,7 @@ from cyclegan.nn import build_discriminator, build_generator
 
 # Key of this module's extra training state inside a Lightning checkpoint.
 STATE_KEY = "cyclegan_state"
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 class NonFiniteLossError(RuntimeError):
@@ -83,7 +88,8 @@ class CycleGAN(pl.LightningModule):
     the cycle weight of the target domain (0 turns it off and skips its two generator passes).
     Schedules (``lr_policy``): linear, step, cosine, plateau, stepped once per training epoch.
     ``gradient_clip_val`` clips each optimizer's gradient norm (after fp16 unscaling). A non-finite loss
-    skips that optimizer step; ``max_consecutive_nonfinite`` such iterations in a row raise
+    skips that optimizer step (both losses are checked before either step, with one device sync per
+    iteration); ``max_consecutive_nonfinite`` such iterations in a row raise
     :class:`NonFiniteLossError` (None never stops). ``channels_last`` and ``compile`` (True, or a dict of
     ``torch.compile`` arguments) apply to the four networks. ``pool_seed`` seeds the image pool's own
     generator (None: derived from ``torch.initial_seed()``, i.e. from ``seed_everything``), offset by the
@@ -193,10 +199,19 @@ class CycleGAN(pl.LightningModule):
         self.fake_B_pool = ImagePool(pool_size, self.rng)
         self.nonfinite_consecutive = 0
         self.nonfinite_total = 0
-        self._epoch_loss_G_sum = 0.0
-        self._epoch_loss_G_count = 0
+        identity = ("idt_A", "idt_B") if lambda_identity > 0 else ()
+        generator_losses = ("G_A", "G_B", "cycle_A", "cycle_B", *identity, "G")
+        # Order of the per-iteration loss vector: generator terms and their total "G", then D_A, D_B.
+        self.loss_names: tuple[str, ...] = (*generator_losses, "D_A", "D_B")
+        self._num_generator_losses = len(generator_losses)
+        # This epoch's batch-size-weighted loss sums, and the weights (images) of the generator and the
+        # discriminator losses: finite steps only.
+        self._epoch_loss_sums = torch.zeros(len(self.loss_names))
+        self._epoch_loss_weights = [0.0, 0.0]
+        self._iteration_log: tuple[torch.Tensor, bool, bool, int] | None = None
         self._last_step_start: float | None = None
         self._last_batch_size = 0
+        self._images_per_sec: float | None = None
 
     # ------------------------------------------------------------------ set-up
     def _networks(self) -> tuple[nn.Module, ...]:
@@ -271,20 +286,31 @@ class CycleGAN(pl.LightningModule):
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         return scaler if scaler is not None and scaler.is_enabled() else None
 
-    def _step_if_finite(self, optimizer: Any, loss: torch.Tensor) -> bool:
-        """Backward and step when ``loss`` is finite on every process; zero the gradients either way.
+    def _finite_on_all_processes(self, loss_G: torch.Tensor, loss_D: torch.Tensor) -> tuple[bool, bool]:
+        """Whether the generator and the discriminator loss are finite on every process.
+
+        Both are checked in one tensor: one device sync (and one all-reduce) per iteration.
+        """
+        losses = torch.stack([loss_G.detach().float(), loss_D.detach().float()])
+        nonfinite = self.trainer.strategy.reduce((~torch.isfinite(losses)).float(), reduce_op="sum")
+        generator_bad, discriminator_bad = nonfinite.tolist()
+        return generator_bad == 0, discriminator_bad == 0
+
+    def _optimizer_step(self, optimizer: Any, loss: torch.Tensor, finite: bool) -> None:
+        """Backward and step ``optimizer`` (the other networks frozen) when ``loss`` is finite.
 
         Under an fp16 GradScaler a non-finite loss (typically an fp16 overflow) still goes through
         backward: the scaler finds the non-finite gradients, skips the optimizer step and lowers its scale,
         which is how fp16 training recovers. Either way the weights are left untouched.
         """
-        finite = bool(torch.isfinite(loss.detach()).item())
-        finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
-        if finite or self._grad_scaler() is not None:
-            self.manual_backward(loss)
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return finite
+        self.toggle_optimizer(optimizer)
+        try:
+            if finite or self._grad_scaler() is not None:
+                self.manual_backward(loss)
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        finally:
+            self.untoggle_optimizer(optimizer)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip here: Lightning calls this after backward and after unscaling fp16 gradients."""
@@ -294,7 +320,10 @@ class CycleGAN(pl.LightningModule):
             )
 
     def _discriminator_loss(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """0.5 * (loss(D(real), real) + loss(D(fake), fake)), plus the gradient penalty for wgangp."""
+        """0.5 * (loss(D(real), real) + loss(D(fake), fake)), plus the gradient penalty for wgangp.
+
+        Under fp16 the penalty is scaled by the GradScaler's scale before this iteration's steps, and
+        unscaled by the same value: only its underflow protection depends on the scale."""
         fake = fake.contiguous(memory_format=self.memory_format)
         loss = 0.5 * (self.gan_loss(net(real), True) + self.gan_loss(net(fake), False))
         if self.hparams.gan_mode == "wgangp" and self.hparams.wgangp_lambda > 0:
@@ -308,24 +337,28 @@ class CycleGAN(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._last_step_start = None
+        self._images_per_sec = None
 
-    def _log_throughput(self, batch_size: int) -> None:
+    def _time_iteration(self, batch_size: int) -> None:
         """images/s of the previous iteration: its batch over the time from its start to this one's."""
         now = time.perf_counter()
         if self._last_step_start is not None and now > self._last_step_start:
-            rate = self._last_batch_size / (now - self._last_step_start)
-            self.log("train/images_per_sec", rate, on_step=True, on_epoch=False, batch_size=batch_size)
+            self._images_per_sec = self._last_batch_size / (now - self._last_step_start)
         self._last_step_start, self._last_batch_size = now, batch_size
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
         """One CycleGAN iteration: a generator step (D frozen) on fresh fakes, then a discriminator step
-        on pooled fakes. Returns the iteration's images under ``visuals`` for the image-grid logger."""
+        on pooled fakes. Returns the iteration's images under ``visuals`` for the image-grid logger.
+
+        The discriminator loss is computed before the generator step: that step changes only generator
+        weights and the fakes were made before it, so the loss is the same, and one finiteness check
+        covers both losses before either optimizer steps. (Cost: the discriminator loss's graph is held
+        during the generator's backward pass.)"""
         hp = self.hparams
         real_A, real_B = self._images(batch)
         batch_size = real_A.shape[0]
-        self._log_throughput(batch_size)
+        self._time_iteration(batch_size)
         opt_g, opt_d = self.optimizers()
-        use_identity = hp.lambda_identity > 0
 
         self.toggle_optimizer(opt_g)  # freezes both discriminators (requires_grad False)
         try:
@@ -347,14 +380,13 @@ class CycleGAN(pl.LightningModule):
                 "fake_A": fake_A,
                 "rec_B": rec_B,
             }
-            if use_identity:
+            if hp.lambda_identity > 0:
                 idt_A = self.netG_A(real_B)
                 idt_B = self.netG_B(real_A)
                 losses["idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * hp.lambda_B * hp.lambda_identity
                 losses["idt_B"] = F.l1_loss(idt_B.float(), real_A.float()) * hp.lambda_A * hp.lambda_identity
                 visuals.update(idt_A=idt_A, idt_B=idt_B)
             loss_G = torch.stack(list(losses.values())).sum()
-            g_finite = self._step_if_finite(opt_g, loss_G)
         finally:
             self.untoggle_optimizer(opt_g)
 
@@ -362,36 +394,58 @@ class CycleGAN(pl.LightningModule):
         try:
             loss_D_A = self._discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B))
             loss_D_B = self._discriminator_loss(self.netD_B, real_A, self.fake_A_pool.query(fake_A))
-            d_finite = self._step_if_finite(opt_d, loss_D_A + loss_D_B)
         finally:
             self.untoggle_optimizer(opt_d)
+        loss_D = loss_D_A + loss_D_B
 
-        if g_finite:
-            losses["G"] = loss_G
-            if hp.lr_policy == "plateau":
-                self._epoch_loss_G_sum += float(loss_G.detach())
-                self._epoch_loss_G_count += 1
-            self.log_dict(
-                {f"train/{name}": value.detach() for name, value in losses.items()},
-                on_step=True,
-                on_epoch=True,
-                batch_size=batch_size,
-            )
-        if d_finite:
-            self.log_dict(
-                {"train/D_A": loss_D_A.detach(), "train/D_B": loss_D_B.detach()},
-                on_step=True,
-                on_epoch=True,
-                batch_size=batch_size,
-            )
-        self.log_dict(
-            {"lr/G": opt_g.param_groups[0]["lr"], "lr/D": opt_d.param_groups[0]["lr"]},
-            on_step=True,
-            on_epoch=False,
-            batch_size=batch_size,
-        )
-        self._track_nonfinite(g_finite and d_finite, loss_G, loss_D_A + loss_D_B, batch_size)
+        g_finite, d_finite = self._finite_on_all_processes(loss_G, loss_D)
+        self._optimizer_step(opt_g, loss_G, g_finite)
+        self._optimizer_step(opt_d, loss_D, d_finite)
+
+        values = torch.stack([*losses.values(), loss_G, loss_D_A, loss_D_B]).detach().float()
+        self._add_to_epoch_sums(values, g_finite, d_finite, batch_size)
+        self._iteration_log = (values, g_finite, d_finite, batch_size)
+        self._track_nonfinite(g_finite and d_finite, loss_G, loss_D, batch_size)
         return {"visuals": {name: image.detach() for name, image in visuals.items()}}
+
+    def _add_to_epoch_sums(
+        self, values: torch.Tensor, g_finite: bool, d_finite: bool, batch_size: int
+    ) -> None:
+        """Add the finite losses of an iteration, weighted by its batch size, to this epoch's sums."""
+        if self._epoch_loss_sums.device != values.device:
+            self._epoch_loss_sums = self._epoch_loss_sums.to(values.device)
+        split = self._num_generator_losses
+        for group, (finite, part) in enumerate(((g_finite, slice(0, split)), (d_finite, slice(split, None)))):
+            if finite:
+                self._epoch_loss_sums[part].add_(values[part], alpha=batch_size)
+                self._epoch_loss_weights[group] += batch_size
+
+    def _is_logging_step(self) -> bool:
+        """Whether Lightning writes this iteration's step metrics to the loggers (its own rule: every
+        ``log_every_n_steps`` iterations, when stopping, and every iteration of a ``fast_dev_run``)."""
+        trainer = self.trainer
+        # A private Lightning attribute (present in 2.x); if a release drops it, log every iteration.
+        connector = getattr(trainer, "_logger_connector", None)
+        return bool(trainer.fast_dev_run) or bool(getattr(connector, "should_update_logs", True))
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Log the iteration's finite losses, the learning rates and images/s at logging steps only."""
+        record, self._iteration_log = self._iteration_log, None
+        if record is None or not self._is_logging_step():
+            return
+        values, g_finite, d_finite, batch_size = record
+        split = self._num_generator_losses
+        metrics: dict[str, Any] = {
+            f"train/{name}_step": value
+            for index, (name, value) in enumerate(zip(self.loss_names, values.unbind(), strict=True))
+            if (g_finite if index < split else d_finite)
+        }
+        opt_g, opt_d = self.optimizers()
+        metrics["lr/G"] = opt_g.param_groups[0]["lr"]
+        metrics["lr/D"] = opt_d.param_groups[0]["lr"]
+        if self._images_per_sec is not None:
+            metrics["train/images_per_sec"] = self._images_per_sec
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=batch_size)
 
     def _track_nonfinite(
         self, finite: bool, loss_G: torch.Tensor, loss_D: torch.Tensor, batch_size: int
@@ -417,23 +471,49 @@ class CycleGAN(pl.LightningModule):
                 "are those of the last finite step. Try a lower lr, gradient_clip_val, or precision 32."
             )
 
+    def _epoch_means(self) -> dict[str, torch.Tensor]:
+        """This epoch's mean of each loss over all processes (weighted by batch size, finite steps only);
+        losses without a finite step are left out."""
+        sums = self._epoch_loss_sums.to(self.device)
+        split = self._num_generator_losses
+        generator_weight, discriminator_weight = self._epoch_loss_weights
+        weights = torch.tensor(
+            [generator_weight] * split + [discriminator_weight] * (len(self.loss_names) - split),
+            dtype=sums.dtype,
+            device=sums.device,
+        )
+        sums, weights = self.trainer.strategy.reduce(torch.stack([sums, weights]), reduce_op="sum")
+        return {
+            name: sums[index] / weight
+            for index, (name, weight) in enumerate(zip(self.loss_names, weights.tolist(), strict=True))
+            if weight > 0
+        }
+
     def on_train_epoch_end(self) -> None:
-        """Step both schedulers once per epoch; plateau watches the epoch's mean generator loss."""
-        schedulers = self.lr_schedulers()
-        if self.hparams.lr_policy == "plateau":
-            strategy = self.trainer.strategy
-            total = strategy.reduce(torch.tensor(self._epoch_loss_G_sum, device=self.device), reduce_op="sum")
-            count = strategy.reduce(
-                torch.tensor(float(self._epoch_loss_G_count), device=self.device), reduce_op="sum"
+        """Log the epoch's mean losses and step both schedulers once per epoch (plateau watches the mean
+        generator loss; an epoch without a finite one counts as no improvement).
+
+        Lightning runs this hook again for an epoch-end checkpoint on some resumes: a scheduler already
+        stepped for this epoch is left alone, and the sums, reset after the first run, log nothing.
+        """
+        means = self._epoch_means()
+        if means:
+            self.log_dict(
+                {f"train/{name}_epoch": value for name, value in means.items()},
+                on_step=False,
+                on_epoch=True,
+                batch_size=1,
             )
-            if count.item() > 0:
-                mean = float(total / count)
-                for scheduler in schedulers:
-                    scheduler.step(mean)
-        else:
-            for scheduler in schedulers:
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if scheduler.last_epoch > self.current_epoch:
+                continue  # stepped for this epoch already
+            if self.hparams.lr_policy == "plateau":
+                scheduler.step(float(means["G"]) if "G" in means else float("inf"))
+            else:
                 scheduler.step()
-        self._epoch_loss_G_sum, self._epoch_loss_G_count = 0.0, 0
+        self._epoch_loss_sums.zero_()
+        self._epoch_loss_weights = [0.0, 0.0]
 
     # ------------------------------------------------------------------ evaluation
     def _log_cycle_losses(self, batch: Mapping[str, Any], stage: str) -> None:
@@ -467,8 +547,9 @@ class CycleGAN(pl.LightningModule):
             "fake_B_pool": self.fake_B_pool.state_dict(),
             "nonfinite_consecutive": self.nonfinite_consecutive,
             "nonfinite_total": self.nonfinite_total,
-            "epoch_loss_G_sum": self._epoch_loss_G_sum,
-            "epoch_loss_G_count": self._epoch_loss_G_count,
+            "epoch_loss_names": list(self.loss_names),
+            "epoch_loss_sums": self._epoch_loss_sums.detach().cpu().clone(),
+            "epoch_loss_weights": list(self._epoch_loss_weights),
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -483,11 +564,12 @@ class CycleGAN(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore this process's state; a process beyond the saved world size reuses a saved pool with a
-        rank-derived RNG seed, so the processes do not draw alike."""
+        rank-derived RNG seed, so the processes do not draw alike. A version-1 checkpoint (no per-loss
+        epoch sums) or one with other loss terms starts the epoch sums from zero."""
         saved = checkpoint.get(STATE_KEY)
         if saved is None:
             return
-        if saved.get("version") != _STATE_VERSION:
+        if saved.get("version") not in (1, _STATE_VERSION):
             raise ValueError(f"checkpoint {STATE_KEY} version {saved.get('version')} is not {_STATE_VERSION}")
         processes = saved["processes"]
         rank = self.global_rank
@@ -499,8 +581,9 @@ class CycleGAN(pl.LightningModule):
         self.fake_B_pool.load_state_dict(state["fake_B_pool"])
         self.nonfinite_consecutive = int(state["nonfinite_consecutive"])
         self.nonfinite_total = int(state["nonfinite_total"])
-        self._epoch_loss_G_sum = float(state["epoch_loss_G_sum"])
-        self._epoch_loss_G_count = int(state["epoch_loss_G_count"])
+        if tuple(state.get("epoch_loss_names", ())) == self.loss_names:
+            self._epoch_loss_sums = state["epoch_loss_sums"].to(self._epoch_loss_sums)
+            self._epoch_loss_weights = [float(weight) for weight in state["epoch_loss_weights"]]
 
 
 __all__ = ["STATE_KEY", "CycleGAN", "NonFiniteLossError"]
