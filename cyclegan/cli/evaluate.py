@@ -9,8 +9,13 @@ import hydra
 from omegaconf import DictConfig
 from torch import nn
 
-from cyclegan.callbacks.checkpoint_io import CheckpointError
-from cyclegan.cli.settings import require_settings
+from cyclegan.cli.settings import (
+    USER_ERRORS,
+    check_inference_settings,
+    inference_options,
+    require_settings,
+    run_or_exit,
+)
 from cyclegan.inference.checkpoints import detect_kind, open_generator
 from cyclegan.inference.evaluation import (
     DOMAINS,
@@ -21,19 +26,13 @@ from cyclegan.inference.evaluation import (
     write_json,
 )
 from cyclegan.inference.metrics import DistributionScores, InceptionWeightsError, inception_extractor
-from cyclegan.inference.translation import autocast_for, resolve_device
 
 
 def run_eval(cfg: DictConfig, extractor: nn.Module | None = None) -> dict[str, DistributionScores]:
     """Score each requested direction; writes ``cfg.output`` (JSON). ``extractor`` replaces Inception."""
     require_settings(cfg)
     directions = directions_for(cfg.direction)
-    device = resolve_device(cfg.device)
-    autocast_for(cfg.precision, device)
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
-    if cfg.resize is not None and cfg.resize < 1:
-        raise ValueError(f"resize must be a positive number of pixels (the shorter side), got {cfg.resize}")
+    device = check_inference_settings(cfg)
     # the cheap checks first: a missing checkpoint or test folder is named before Inception is fetched
     detect_kind(Path(cfg.checkpoint))
     for domain in sorted({domain for direction in directions for domain in DOMAINS[direction]}):
@@ -50,12 +49,9 @@ def run_eval(cfg: DictConfig, extractor: nn.Module | None = None) -> dict[str, D
             direction,
             extractor,
             split=cfg.data.split,
-            batch_size=cfg.batch_size,
-            precision=str(cfg.precision),
-            resize=cfg.resize,
             max_images=cfg.max_images,
             kid_subsets=cfg.kid_subsets,
-            progress=cfg.progress,
+            **inference_options(cfg),
         )
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -74,11 +70,7 @@ def run_eval(cfg: DictConfig, extractor: nn.Module | None = None) -> dict[str, D
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``cyclegan-eval``."""
-    try:
-        results = run_eval(cfg)
-    except (CheckpointError, InceptionWeightsError, FileNotFoundError, ValueError) as error:
-        print(f"cyclegan-eval: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    results = run_or_exit("cyclegan-eval", lambda: run_eval(cfg), (*USER_ERRORS, InceptionWeightsError))
     print(format_table(results))
     print(f"wrote {cfg.output}")
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from cyclegan.callbacks.checkpoint_io import CheckpointError
-from cyclegan.cli.settings import require_settings
+from cyclegan.cli.settings import require_settings, run_or_exit
 from cyclegan.inference.checkpoints import check_direction, open_generator
 from cyclegan.inference.export import check_format, export_generator, verify_onnx
 
@@ -29,11 +26,7 @@ def run_export(cfg: DictConfig) -> dict[str, object]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``cyclegan-export``."""
-    try:
-        result = run_export(cfg)
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
-        print(f"cyclegan-export: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    result = run_or_exit("cyclegan-export", lambda: run_export(cfg))
     print(f"wrote {result['output']} ({result['format']}, {result['direction']})")
     if "onnxruntime_max_abs_diff" in result:
         print(f"onnxruntime vs PyTorch: max abs difference {result['onnxruntime_max_abs_diff']:.2e}")

@@ -9,6 +9,7 @@ the main process can count them (workers cannot change the parent's attributes).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -65,7 +66,50 @@ def _give_up(folder: ImageFolder, error: BadImageError) -> RuntimeError:
     )
 
 
-class UnpairedTrainDataset(Dataset):
+def _load_or_replace(
+    folder: ImageFolder,
+    index: int,
+    skipped: list[str],
+    *,
+    skip_bad_images: bool,
+    replacement: Callable[[int], int],
+) -> tuple[torch.Tensor, str]:
+    """Load file `index`; a bad file is recorded in `skipped` and file `replacement(index)` tried in its
+    place (or the error is raised, when not skipping)."""
+    for _ in range(MAX_CONSECUTIVE_BAD):
+        try:
+            return folder.load(index), folder.path(index)
+        except BadImageError as error:
+            if not skip_bad_images:
+                raise
+            _skip(error, skipped)
+            last_error = error
+            index = replacement(index)
+    raise _give_up(folder, last_error)
+
+
+def _pair_item(
+    image_a: torch.Tensor, image_b: torch.Tensor, path_a: str, path_b: str, skipped: list[str]
+) -> dict[str, Any]:
+    return {"A": image_a, "B": image_b, "A_paths": path_a, "B_paths": path_b, "skipped": skipped}
+
+
+class _DomainPairDataset(Dataset):
+    """Items pairing an A file with a B file; length max(|A|, |B|)."""
+
+    def __init__(
+        self, domain_a: ImageFolder, domain_b: ImageFolder, transform: Any, skip_bad_images: bool
+    ) -> None:
+        self.domain_a = domain_a
+        self.domain_b = domain_b
+        self.transform = transform
+        self.skip_bad_images = skip_bad_images
+
+    def __len__(self) -> int:
+        return max(len(self.domain_a), len(self.domain_b))
+
+
+class UnpairedTrainDataset(_DomainPairDataset):
     """Training pairs as the reference makes them: A[i mod |A|] with a random B (or B[i mod |B|] when serial).
 
     Length is max(|A|, |B|). All random draws come from a generator seeded by (seed, epoch, rank, index).
@@ -83,17 +127,11 @@ class UnpairedTrainDataset(Dataset):
         rank: int = 0,
         skip_bad_images: bool = True,
     ) -> None:
-        self.domain_a = domain_a
-        self.domain_b = domain_b
-        self.transform = transform
+        super().__init__(domain_a, domain_b, transform, skip_bad_images)
         self.serial_batches = serial_batches
         self.seed = seed
         self.epoch = epoch
         self.rank = rank
-        self.skip_bad_images = skip_bad_images
-
-    def __len__(self) -> int:
-        return max(len(self.domain_a), len(self.domain_b))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         generator = sample_generator(self.seed, self.epoch.value, self.rank, index)
@@ -104,31 +142,23 @@ class UnpairedTrainDataset(Dataset):
         skipped: list[str] = []
         image_a, path_a = self._load(self.domain_a, index % len(self.domain_a), generator, skipped)
         image_b, path_b = self._load(self.domain_b, b_index, generator, skipped)
-        return {
-            "A": self.transform(image_a, generator),
-            "B": self.transform(image_b, generator),
-            "A_paths": path_a,
-            "B_paths": path_b,
-            "skipped": skipped,
-        }
+        image_a, image_b = self.transform(image_a, generator), self.transform(image_b, generator)
+        return _pair_item(image_a, image_b, path_a, path_b, skipped)
 
     def _load(
         self, folder: ImageFolder, index: int, generator: torch.Generator, skipped: list[str]
     ) -> tuple[torch.Tensor, str]:
         """Load file `index`; a bad file is replaced by a random one (or raised, when not skipping)."""
-        for _ in range(MAX_CONSECUTIVE_BAD):
-            try:
-                return folder.load(index), folder.path(index)
-            except BadImageError as error:
-                if not self.skip_bad_images:
-                    raise
-                _skip(error, skipped)
-                last_error = error
-                index = int(torch.randint(0, len(folder), (1,), generator=generator))
-        raise _give_up(folder, last_error)
+
+        def random_file(_index: int) -> int:
+            return int(torch.randint(0, len(folder), (1,), generator=generator))
+
+        return _load_or_replace(
+            folder, index, skipped, skip_bad_images=self.skip_bad_images, replacement=random_file
+        )
 
 
-class PairedEvalDataset(Dataset):
+class PairedEvalDataset(_DomainPairDataset):
     """Validation/test pairs without randomness: A[i mod |A|] with B[i mod |B|], length max(|A|, |B|).
 
     With skip_bad_images a bad file is replaced by the next file of its domain (validation); without it
@@ -143,37 +173,23 @@ class PairedEvalDataset(Dataset):
         *,
         skip_bad_images: bool,
     ) -> None:
-        self.domain_a = domain_a
-        self.domain_b = domain_b
-        self.transform = transform
-        self.skip_bad_images = skip_bad_images
-
-    def __len__(self) -> int:
-        return max(len(self.domain_a), len(self.domain_b))
+        super().__init__(domain_a, domain_b, transform, skip_bad_images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         skipped: list[str] = []
         image_a, path_a = self._load(self.domain_a, index % len(self.domain_a), skipped)
         image_b, path_b = self._load(self.domain_b, index % len(self.domain_b), skipped)
-        return {
-            "A": self.transform(image_a),
-            "B": self.transform(image_b),
-            "A_paths": path_a,
-            "B_paths": path_b,
-            "skipped": skipped,
-        }
+        return _pair_item(self.transform(image_a), self.transform(image_b), path_a, path_b, skipped)
 
     def _load(self, folder: ImageFolder, index: int, skipped: list[str]) -> tuple[torch.Tensor, str]:
-        for _ in range(MAX_CONSECUTIVE_BAD):
-            try:
-                return folder.load(index), folder.path(index)
-            except BadImageError as error:
-                if not self.skip_bad_images:
-                    raise
-                _skip(error, skipped)
-                last_error = error
-                index = (index + 1) % len(folder)
-        raise _give_up(folder, last_error)
+        """Load file `index`; a bad file is replaced by the next one (or raised, when not skipping)."""
+        return _load_or_replace(
+            folder,
+            index,
+            skipped,
+            skip_bad_images=self.skip_bad_images,
+            replacement=lambda i: (i + 1) % len(folder),
+        )
 
 
 class SingleDomainDataset(Dataset):

@@ -111,6 +111,60 @@ def make_upsample(
     return ResizeConv2d(in_channels, out_channels, bias=bias, padding_type=padding_type)
 
 
+def check_generator_args(
+    input_nc: object,
+    output_nc: object,
+    ngf: object,
+    n_blocks: object,
+    *,
+    upsample: str,
+    padding_type: str | None = None,
+) -> None:
+    """Validate the arguments the encoder / residual blocks / decoder generators share."""
+    for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
+        check_count(name, value, 1)
+    check_count("n_blocks", n_blocks, 0)
+    if padding_type is not None:
+        check_choice("padding_type", padding_type, PADDING_TYPES)
+    check_choice("upsample", upsample, UPSAMPLES)
+
+
+def downsample_stage(in_channels: int, out_channels: int, *, norm: NormChoice) -> list[nn.Module]:
+    """A stride-2 conv 3x3 followed by its norm and ReLU."""
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=norm.conv_bias(True)),
+        *norm.norm_act(out_channels, "relu"),
+    ]
+
+
+def upsample_stage(
+    in_channels: int, out_channels: int, *, norm: NormChoice, upsample: str, padding_type: str = "zero"
+) -> list[nn.Module]:
+    """A 2x upsampling layer (see ``make_upsample``) followed by its norm and ReLU."""
+    layer = make_upsample(
+        in_channels, out_channels, upsample=upsample, bias=norm.conv_bias(True), padding_type=padding_type
+    )
+    return [layer, *norm.norm_act(out_channels, "relu")]
+
+
+def residual_layers(dim: int, *, norm: NormChoice, padding_type: str, use_dropout: bool) -> list[nn.Module]:
+    """A residual block's body: [pad, conv 3x3, norm, relu, (dropout), pad, conv 3x3, norm]; with zero
+    padding the convs pad themselves and the pad layers are absent (the reference's indices)."""
+    layers: list[nn.Module] = []
+    for second in (False, True):
+        pad = make_pad(padding_type, 1)
+        if pad is not None:
+            layers.append(pad)
+        layers.append(nn.Conv2d(dim, dim, 3, padding=0 if pad else 1, bias=norm.conv_bias(True)))
+        if second:
+            layers.append(norm.norm_layer(dim))
+        else:
+            layers += norm.norm_act(dim, "relu")
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+    return layers
+
+
 def residual_forward(block: nn.Sequential, x: torch.Tensor, fused: bool) -> torch.Tensor:
     """``x + block(x)``; when ``fused`` the add runs inside the block's last layer, an InstanceNorm
     (``residual=x``, added after its identity activation: exact)."""

@@ -6,14 +6,12 @@ import torch
 from torch import nn
 
 from cyclegan.nn.layers import (
-    PADDING_TYPES,
-    UPSAMPLES,
     NormChoice,
-    check_choice,
-    check_count,
-    make_pad,
-    make_upsample,
+    check_generator_args,
+    downsample_stage,
     residual_forward,
+    residual_layers,
+    upsample_stage,
 )
 
 
@@ -24,18 +22,7 @@ class ResnetBlock(nn.Module):
 
     def __init__(self, dim: int, *, padding_type: str, norm: NormChoice, use_dropout: bool) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        for second in (False, True):
-            pad = make_pad(padding_type, 1)
-            if pad is not None:
-                layers.append(pad)
-            layers.append(nn.Conv2d(dim, dim, 3, padding=0 if pad else 1, bias=norm.conv_bias(True)))
-            if second:
-                layers.append(norm.norm_layer(dim))
-            else:
-                layers += norm.norm_act(dim, "relu")
-                if use_dropout:
-                    layers.append(nn.Dropout(0.5))
+        layers = residual_layers(dim, norm=norm, padding_type=padding_type, use_dropout=use_dropout)
         self.conv_block = nn.Sequential(*layers)
         self.fuse_residual = norm.fuses
 
@@ -67,11 +54,7 @@ class ResnetGenerator(nn.Module):
         upsample: str = "transpose",
     ) -> None:
         super().__init__()
-        for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
-            check_count(name, value, 1)
-        check_count("n_blocks", n_blocks, 0)
-        check_choice("padding_type", padding_type, PADDING_TYPES)
-        check_choice("upsample", upsample, UPSAMPLES)
+        check_generator_args(input_nc, output_nc, ngf, n_blocks, upsample=upsample, padding_type=padding_type)
         norm = norm or NormChoice()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -79,23 +62,13 @@ class ResnetGenerator(nn.Module):
             *norm.norm_act(ngf, "relu"),
         ]
         for mult in (1, 2):
-            layers += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=norm.conv_bias(True)),
-                *norm.norm_act(ngf * mult * 2, "relu"),
-            ]
+            layers += downsample_stage(ngf * mult, ngf * mult * 2, norm=norm)
         for _ in range(n_blocks):
             layers.append(ResnetBlock(ngf * 4, padding_type=padding_type, norm=norm, use_dropout=use_dropout))
         for mult in (4, 2):
-            layers += [
-                make_upsample(
-                    ngf * mult,
-                    ngf * mult // 2,
-                    upsample=upsample,
-                    bias=norm.conv_bias(True),
-                    padding_type=padding_type,
-                ),
-                *norm.norm_act(ngf * mult // 2, "relu"),
-            ]
+            layers += upsample_stage(
+                ngf * mult, ngf * mult // 2, norm=norm, upsample=upsample, padding_type=padding_type
+            )
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.spec = {

@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from cyclegan.nn.layers import (
-    UPSAMPLES,
     NormChoice,
-    check_choice,
-    check_count,
-    make_upsample,
+    check_generator_args,
+    downsample_stage,
     residual_forward,
+    residual_layers,
+    upsample_stage,
 )
 
 
@@ -21,12 +21,8 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, *, norm: NormChoice) -> None:
         super().__init__()
-        bias = norm.conv_bias(True)
         self.block = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=bias),
-            *norm.norm_act(channels, "relu"),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=bias),
-            norm.norm_layer(channels),
+            *residual_layers(channels, norm=norm, padding_type="zero", use_dropout=False)
         )
         self.fuse_residual = norm.fuses
 
@@ -52,26 +48,18 @@ class StyleTransferNetwork(nn.Module):
         upsample: str = "transpose",
     ) -> None:
         super().__init__()
-        for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
-            check_count(name, value, 1)
-        check_count("n_blocks", n_blocks, 0)
-        check_choice("upsample", upsample, UPSAMPLES)
+        check_generator_args(input_nc, output_nc, ngf, n_blocks, upsample=upsample)
         norm = norm or NormChoice()
-        bias = norm.conv_bias(True)
         self.encoder = nn.Sequential(
-            nn.Conv2d(input_nc, ngf, 9, padding=4, bias=bias),
+            nn.Conv2d(input_nc, ngf, 9, padding=4, bias=norm.conv_bias(True)),
             *norm.norm_act(ngf, "relu"),
-            nn.Conv2d(ngf, ngf * 2, 3, stride=2, padding=1, bias=bias),
-            *norm.norm_act(ngf * 2, "relu"),
-            nn.Conv2d(ngf * 2, ngf * 4, 3, stride=2, padding=1, bias=bias),
-            *norm.norm_act(ngf * 4, "relu"),
+            *downsample_stage(ngf, ngf * 2, norm=norm),
+            *downsample_stage(ngf * 2, ngf * 4, norm=norm),
         )
         self.residual = nn.Sequential(*[ResidualBlock(ngf * 4, norm=norm) for _ in range(n_blocks)])
         self.decoder = nn.Sequential(
-            make_upsample(ngf * 4, ngf * 2, upsample=upsample, bias=bias),
-            *norm.norm_act(ngf * 2, "relu"),
-            make_upsample(ngf * 2, ngf, upsample=upsample, bias=bias),
-            *norm.norm_act(ngf, "relu"),
+            *upsample_stage(ngf * 4, ngf * 2, norm=norm, upsample=upsample),
+            *upsample_stage(ngf * 2, ngf, norm=norm, upsample=upsample),
             nn.Conv2d(ngf, output_nc, 9, padding=4),
             nn.Tanh(),
         )

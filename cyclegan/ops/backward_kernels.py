@@ -12,28 +12,67 @@ no atomics anywhere, so gradients are bitwise reproducible.
 import triton
 import triton.language as tl
 
-from cyclegan.ops.forward_kernels import load_rows, program_tile
+from cyclegan.ops.forward_kernels import (
+    load_rows,
+    partial_offsets,
+    plane_pointer,
+    program_chunk,
+    program_tile,
+    store_pair,
+    store_rows,
+)
 
 
 @triton.jit
-def channel_affine(W, B, cols, cmask, HAS_W: tl.constexpr, HAS_B: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Per-channel γ (1 without weight) and β (0 without bias) as fp32."""
+def plane_constants(
+    W, B, Mean, Rstd, n, C, cols, cmask, HAS_W: tl.constexpr, HAS_B: tl.constexpr, BLOCK_C: tl.constexpr
+):
+    """The saved fp32 mean and rstd of planes ``cols`` of sample ``n``, with γ (1 without weight) and β
+    (0 without bias) as fp32."""
+    mean = tl.load(Mean + n * C + cols, mask=cmask, other=0.0)
+    rstd = tl.load(Rstd + n * C + cols, mask=cmask, other=0.0)
     gamma = tl.full([BLOCK_C], 1.0, dtype=tl.float32)
     if HAS_W:
         gamma = tl.load(W + cols, mask=cmask, other=1.0).to(tl.float32)
     beta = tl.zeros([BLOCK_C], dtype=tl.float32)
     if HAS_B:
         beta = tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)
-    return gamma, beta
+    return mean, rstd, gamma, beta
 
 
 @triton.jit
-def grad_pre_activation(g, xhat, gamma, beta, slope, ACT: tl.constexpr):
-    """``g * act'(z)`` with ``z = γ x̂ + β`` recomputed (ReLU: 1 where z > 0; LeakyReLU: 1 or slope)."""
+def load_grad_tile(
+    x_ptr,
+    g_ptr,
+    s_xl,
+    s_gl,
+    start,
+    stop,
+    cmask,
+    mean,
+    rstd,
+    gamma,
+    beta,
+    slope,
+    ACT: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+):
+    """``x̂`` recomputed and ``gz = g * act'(z)`` (``z = γ x̂ + β``; ReLU: 1 where z > 0, LeakyReLU: 1 or
+    slope) for rows ``[start, start + BLOCK_L)``, with the tile mask."""
+    x, mask = load_rows(x_ptr, s_xl, start, stop, cmask, BLOCK_L)
+    g, _ = load_rows(g_ptr, s_gl, start, stop, cmask, BLOCK_L)
+    xhat = (x - mean[None, :]) * rstd[None, :]
     if ACT != 0:
         z = xhat * gamma[None, :] + beta[None, :]
         g = tl.where(z > 0, g, 0.0 if ACT == 1 else g * slope)
-    return g
+    return xhat, g, mask
+
+
+@triton.jit
+def store_input_grad(dx_ptr, s_dl, start, gz, xhat, mask, coef, mean_gz, mean_gzx, BLOCK_L: tl.constexpr):
+    """Store ``dx = rstd γ (gz - mean(gz) - x̂ mean(gz x̂))`` (``coef = rstd γ``) at rows from ``start``."""
+    dx = coef[None, :] * (gz - mean_gz[None, :] - xhat * mean_gzx[None, :])
+    store_rows(dx_ptr, s_dl, start, dx, mask, BLOCK_L)
 
 
 @triton.jit
@@ -58,10 +97,9 @@ def chunk_grad_sums(
     acc_gz = tl.zeros([BLOCK_L, BLOCK_C], dtype=tl.float32)
     acc_gzx = tl.zeros([BLOCK_L, BLOCK_C], dtype=tl.float32)
     for tile_start in range(start, stop, BLOCK_L):
-        x, mask = load_rows(x_ptr, s_xl, tile_start, stop, cmask, BLOCK_L)
-        g, _ = load_rows(g_ptr, s_gl, tile_start, stop, cmask, BLOCK_L)
-        xhat = (x - mean[None, :]) * rstd[None, :]
-        gz = grad_pre_activation(g, xhat, gamma, beta, slope, ACT)
+        xhat, gz, mask = load_grad_tile(
+            x_ptr, g_ptr, s_xl, s_gl, tile_start, stop, cmask, mean, rstd, gamma, beta, slope, ACT, BLOCK_L
+        )
         acc_gz += gz
         acc_gzx += tl.where(mask, gz * xhat, 0.0)
     return tl.sum(acc_gz, axis=0), tl.sum(acc_gzx, axis=0)
@@ -94,13 +132,10 @@ def write_input_grad(
     mean_gz = sum_gz / L
     mean_gzx = sum_gzx / L
     for tile_start in range(start, stop, BLOCK_L):
-        x, mask = load_rows(x_ptr, s_xl, tile_start, stop, cmask, BLOCK_L)
-        g, _ = load_rows(g_ptr, s_gl, tile_start, stop, cmask, BLOCK_L)
-        xhat = (x - mean[None, :]) * rstd[None, :]
-        gz = grad_pre_activation(g, xhat, gamma, beta, slope, ACT)
-        dx = coef[None, :] * (gz - mean_gz[None, :] - xhat * mean_gzx[None, :])
-        rows = tile_start + tl.arange(0, BLOCK_L)
-        tl.store(dx_ptr + rows.to(tl.int64)[:, None] * s_dl, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        xhat, gz, mask = load_grad_tile(
+            x_ptr, g_ptr, s_xl, s_gl, tile_start, stop, cmask, mean, rstd, gamma, beta, slope, ACT, BLOCK_L
+        )
+        store_input_grad(dx_ptr, s_dl, tile_start, gz, xhat, mask, coef, mean_gz, mean_gzx, BLOCK_L)
 
 
 @triton.jit
@@ -136,22 +171,16 @@ def instance_norm_bwd_plane_kernel(
     """Whole-plane backward: dx for ``BLOCK_C`` planes of one sample, plus their sums for dγ/dβ."""
     n, cols, cmask, x_off = program_tile(C, s_xn, s_xc, BLOCK_C)
     x_ptr = X + x_off
-    g_ptr = G + n * s_gn + cols.to(tl.int64)[None, :] * s_gc
-    dx_ptr = DX + n * s_dn + cols.to(tl.int64)[None, :] * s_dc
-    mean = tl.load(Mean + n * C + cols, mask=cmask, other=0.0)
-    rstd = tl.load(Rstd + n * C + cols, mask=cmask, other=0.0)
-    gamma, beta = channel_affine(W, B, cols, cmask, HAS_W, HAS_B, BLOCK_C)
+    g_ptr = plane_pointer(G, n, cols, s_gn, s_gc)
+    dx_ptr = plane_pointer(DX, n, cols, s_dn, s_dc)
+    mean, rstd, gamma, beta = plane_constants(W, B, Mean, Rstd, n, C, cols, cmask, HAS_W, HAS_B, BLOCK_C)
     if ONE_TILE:
-        x, mask = load_rows(x_ptr, s_xl, 0, L, cmask, BLOCK_L)
-        g, _ = load_rows(g_ptr, s_gl, 0, L, cmask, BLOCK_L)
-        xhat = (x - mean[None, :]) * rstd[None, :]
-        gz = grad_pre_activation(g, xhat, gamma, beta, slope, ACT)
+        xhat, gz, mask = load_grad_tile(
+            x_ptr, g_ptr, s_xl, s_gl, 0, L, cmask, mean, rstd, gamma, beta, slope, ACT, BLOCK_L
+        )
         sum_gz = tl.sum(gz, axis=0)
         sum_gzx = tl.sum(tl.where(mask, gz * xhat, 0.0), axis=0)
-        coef = rstd * gamma
-        dx = coef[None, :] * (gz - (sum_gz / L)[None, :] - xhat * (sum_gzx / L)[None, :])
-        rows = tl.arange(0, BLOCK_L)
-        tl.store(dx_ptr + rows.to(tl.int64)[:, None] * s_dl, dx.to(DX.dtype.element_ty), mask=mask)
+        store_input_grad(dx_ptr, s_dl, 0, gz, xhat, mask, rstd * gamma, sum_gz / L, sum_gzx / L, BLOCK_L)
     else:
         sum_gz, sum_gzx = chunk_grad_sums(
             x_ptr, g_ptr, s_xl, s_gl, 0, L, cmask, mean, rstd, gamma, beta, slope, ACT, BLOCK_L, BLOCK_C
@@ -177,8 +206,7 @@ def instance_norm_bwd_plane_kernel(
             ACT,
             BLOCK_L,
         )
-    tl.store(SumGz + n * C + cols, sum_gz, mask=cmask)
-    tl.store(SumGzx + n * C + cols, sum_gzx, mask=cmask)
+    store_pair(SumGz, SumGzx, n * C + cols, sum_gz, sum_gzx, cmask)
 
 
 @triton.jit
@@ -209,14 +237,9 @@ def instance_norm_bwd_split_sums_kernel(
 ):
     """Split backward, phase 1: ``Σ gz`` and ``Σ gz x̂`` over rows ``[s * CHUNK, (s + 1) * CHUNK)``."""
     n, cols, cmask, x_off = program_tile(C, s_xn, s_xc, BLOCK_C)
-    split = tl.program_id(1)
-    num_splits = tl.num_programs(1)
-    g_ptr = G + n * s_gn + cols.to(tl.int64)[None, :] * s_gc
-    mean = tl.load(Mean + n * C + cols, mask=cmask, other=0.0)
-    rstd = tl.load(Rstd + n * C + cols, mask=cmask, other=0.0)
-    gamma, beta = channel_affine(W, B, cols, cmask, HAS_W, HAS_B, BLOCK_C)
-    start = split * CHUNK
-    stop = tl.minimum(start + CHUNK, L)
+    split, num_splits, start, stop = program_chunk(CHUNK, L)
+    g_ptr = plane_pointer(G, n, cols, s_gn, s_gc)
+    mean, rstd, gamma, beta = plane_constants(W, B, Mean, Rstd, n, C, cols, cmask, HAS_W, HAS_B, BLOCK_C)
     sum_gz, sum_gzx = chunk_grad_sums(
         X + x_off,
         g_ptr,
@@ -234,9 +257,7 @@ def instance_norm_bwd_split_sums_kernel(
         BLOCK_L,
         BLOCK_C,
     )
-    part = (n * num_splits + split) * C + cols
-    tl.store(PartGz + part, sum_gz, mask=cmask)
-    tl.store(PartGzx + part, sum_gzx, mask=cmask)
+    store_pair(PartGz, PartGzx, (n * num_splits + split) * C + cols, sum_gz, sum_gzx, cmask)
 
 
 @triton.jit
@@ -274,24 +295,16 @@ def instance_norm_bwd_split_dx_kernel(
 ):
     """Split backward, phase 2: reduce the plane's partial sums in a fixed order, write dx for this chunk."""
     n, cols, cmask, x_off = program_tile(C, s_xn, s_xc, BLOCK_C)
-    split = tl.program_id(1)
-    num_splits = tl.num_programs(1)
-    parts = tl.arange(0, BLOCK_S)
-    pmask = (parts < num_splits)[:, None] & cmask[None, :]
-    part = (n * num_splits + parts[:, None]) * C + cols[None, :]
+    split, num_splits, start, stop = program_chunk(CHUNK, L)
+    _, pmask, part = partial_offsets(n, C, cols, cmask, num_splits, BLOCK_S)
     sum_gz = tl.sum(tl.load(PartGz + part, mask=pmask, other=0.0), axis=0)
     sum_gzx = tl.sum(tl.load(PartGzx + part, mask=pmask, other=0.0), axis=0)
     if split == 0:
-        tl.store(SumGz + n * C + cols, sum_gz, mask=cmask)
-        tl.store(SumGzx + n * C + cols, sum_gzx, mask=cmask)
+        store_pair(SumGz, SumGzx, n * C + cols, sum_gz, sum_gzx, cmask)
 
-    g_ptr = G + n * s_gn + cols.to(tl.int64)[None, :] * s_gc
-    dx_ptr = DX + n * s_dn + cols.to(tl.int64)[None, :] * s_dc
-    mean = tl.load(Mean + n * C + cols, mask=cmask, other=0.0)
-    rstd = tl.load(Rstd + n * C + cols, mask=cmask, other=0.0)
-    gamma, beta = channel_affine(W, B, cols, cmask, HAS_W, HAS_B, BLOCK_C)
-    start = split * CHUNK
-    stop = tl.minimum(start + CHUNK, L)
+    g_ptr = plane_pointer(G, n, cols, s_gn, s_gc)
+    dx_ptr = plane_pointer(DX, n, cols, s_dn, s_dc)
+    mean, rstd, gamma, beta = plane_constants(W, B, Mean, Rstd, n, C, cols, cmask, HAS_W, HAS_B, BLOCK_C)
     write_input_grad(
         X + x_off,
         g_ptr,

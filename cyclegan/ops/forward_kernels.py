@@ -30,6 +30,12 @@ def apply_activation(z, slope, ACT: tl.constexpr):
 
 
 @triton.jit
+def plane_pointer(P, n, cols, s_n, s_c):
+    """Pointer to row 0 of planes ``cols`` of sample ``n`` (a 1 x channels block)."""
+    return P + n * s_n + cols.to(tl.int64)[None, :] * s_c
+
+
+@triton.jit
 def program_tile(C, s_n, s_c, BLOCK_C: tl.constexpr):
     """Sample index (int64), channel indices and mask, and the (sample, channel) offset of this program."""
     pid = tl.program_id(0)
@@ -42,12 +48,51 @@ def program_tile(C, s_n, s_c, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
+def program_chunk(CHUNK, L):
+    """Split path: this program's split index, the number of splits and its rows ``[start, stop)``."""
+    split = tl.program_id(1)
+    num_splits = tl.num_programs(1)
+    start = split * CHUNK
+    stop = tl.minimum(start + CHUNK, L)
+    return split, num_splits, start, stop
+
+
+@triton.jit
+def partial_offsets(n, C, cols, cmask, num_splits, BLOCK_S: tl.constexpr):
+    """Split path: offsets and mask of every chunk's partials of planes ``cols`` (splits x channels)."""
+    parts = tl.arange(0, BLOCK_S)
+    pmask = (parts < num_splits)[:, None] & cmask[None, :]
+    offsets = (n * num_splits + parts[:, None]) * C + cols[None, :]
+    return parts, pmask, offsets
+
+
+@triton.jit
+def store_pair(A, B, offsets, a, b, mask):
+    """Store two per-plane fp32 results (statistics or sums) at the same offsets."""
+    tl.store(A + offsets, a, mask=mask)
+    tl.store(B + offsets, b, mask=mask)
+
+
+@triton.jit
+def plane_pivot(x_ptr, cmask):
+    """The first element of each plane as fp32: the shift that keeps the statistics exact."""
+    return tl.sum(tl.load(x_ptr, mask=cmask[None, :], other=0.0).to(tl.float32), axis=0)
+
+
+@triton.jit
 def load_rows(ptr, s_l, start, stop, cmask, BLOCK_L: tl.constexpr):
     """Rows ``[start, start + BLOCK_L)`` (clipped at ``stop``) of a (rows x channels) tile, as fp32."""
     rows = start + tl.arange(0, BLOCK_L)
     mask = (rows < stop)[:, None] & cmask[None, :]
     values = tl.load(ptr + rows.to(tl.int64)[:, None] * s_l, mask=mask, other=0.0).to(tl.float32)
     return values, mask
+
+
+@triton.jit
+def store_rows(ptr, s_l, start, values, mask, BLOCK_L: tl.constexpr):
+    """Store a (rows x channels) fp32 tile at rows ``[start, start + BLOCK_L)`` in ``ptr``'s dtype."""
+    rows = start + tl.arange(0, BLOCK_L)
+    tl.store(ptr + rows.to(tl.int64)[:, None] * s_l, values.to(ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -87,6 +132,30 @@ def shifted_chunk_stats(x_ptr, s_l, pivot, start, stop, cmask, BLOCK_L: tl.const
 
 
 @triton.jit
+def write_output_tile(
+    z,
+    y_ptr,
+    r_ptr,
+    s_yl,
+    s_rl,
+    start,
+    stop,
+    cmask,
+    mask,
+    slope,
+    HAS_R: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+):
+    """Store ``act(z) + r`` (``z`` the affine-normalized tile) at rows ``[start, start + BLOCK_L)``."""
+    y = apply_activation(z, slope, ACT)
+    if HAS_R:
+        r, _ = load_rows(r_ptr, s_rl, start, stop, cmask, BLOCK_L)
+        y = y + r
+    store_rows(y_ptr, s_yl, start, y, mask, BLOCK_L)
+
+
+@triton.jit
 def normalize_rows(
     x_ptr,
     y_ptr,
@@ -113,13 +182,9 @@ def normalize_rows(
     for tile_start in range(start, stop, BLOCK_L):
         x, mask = load_rows(x_ptr, s_xl, tile_start, stop, cmask, BLOCK_L)
         z = ((x - pivot[None, :]) - mean_p[None, :]) * scale[None, :] + offset[None, :]
-        y = apply_activation(z, slope, ACT)
-        if HAS_R:
-            r, _ = load_rows(r_ptr, s_rl, tile_start, stop, cmask, BLOCK_L)
-            y = y + r
-        rows = tile_start + tl.arange(0, BLOCK_L)
-        out_ptr = y_ptr + rows.to(tl.int64)[:, None] * s_yl
-        tl.store(out_ptr, y.to(y_ptr.dtype.element_ty), mask=mask)
+        write_output_tile(
+            z, y_ptr, r_ptr, s_yl, s_rl, tile_start, stop, cmask, mask, slope, HAS_R, ACT, BLOCK_L
+        )
 
 
 @triton.jit
@@ -155,10 +220,9 @@ def instance_norm_fwd_plane_kernel(
     """Whole-plane forward: one program normalizes ``BLOCK_C`` full planes of one sample."""
     n, cols, cmask, x_off = program_tile(C, s_xn, s_xc, BLOCK_C)
     x_ptr = X + x_off
-    y_ptr = Y + n * s_yn + cols.to(tl.int64)[None, :] * s_yc
-    r_ptr = R + n * s_rn + cols.to(tl.int64)[None, :] * s_rc
-    pivot = tl.load(x_ptr, mask=cmask[None, :], other=0.0).to(tl.float32)
-    pivot = tl.sum(pivot, axis=0)
+    y_ptr = plane_pointer(Y, n, cols, s_yn, s_yc)
+    r_ptr = plane_pointer(R, n, cols, s_rn, s_rc)
+    pivot = plane_pivot(x_ptr, cmask)
     if ONE_TILE:
         x, mask = load_rows(x_ptr, s_xl, 0, L, cmask, BLOCK_L)
         x = tl.where(mask, x - pivot[None, :], 0.0)
@@ -166,16 +230,10 @@ def instance_norm_fwd_plane_kernel(
         dev = tl.where(mask, x - mean_s[None, :], 0.0)
         rstd = tl.rsqrt(tl.sum(dev * dev, axis=0) / L + eps)
         scale, offset = affine_coefficients(W, B, cols, cmask, rstd, HAS_W, HAS_B)
-        y = apply_activation(dev * scale[None, :] + offset[None, :], slope, ACT)
-        if HAS_R:
-            r, _ = load_rows(r_ptr, s_rl, 0, L, cmask, BLOCK_L)
-            y = y + r
-        rows = tl.arange(0, BLOCK_L)
-        tl.store(y_ptr + rows.to(tl.int64)[:, None] * s_yl, y.to(Y.dtype.element_ty), mask=mask)
-        mean = mean_s + pivot
+        z = dev * scale[None, :] + offset[None, :]
+        write_output_tile(z, y_ptr, r_ptr, s_yl, s_rl, 0, L, cmask, mask, slope, HAS_R, ACT, BLOCK_L)
     else:
         mean_s, m2 = shifted_chunk_stats(x_ptr, s_xl, pivot, 0, L, cmask, BLOCK_L, BLOCK_C)
-        mean = mean_s + pivot
         rstd = tl.rsqrt(m2 / L + eps)
         scale, offset = affine_coefficients(W, B, cols, cmask, rstd, HAS_W, HAS_B)
         normalize_rows(
@@ -197,8 +255,7 @@ def instance_norm_fwd_plane_kernel(
             ACT,
             BLOCK_L,
         )
-    tl.store(Mean + n * C + cols, mean, mask=cmask)
-    tl.store(Rstd + n * C + cols, rstd, mask=cmask)
+    store_pair(Mean, Rstd, n * C + cols, mean_s + pivot, rstd, cmask)
 
 
 @triton.jit
@@ -217,16 +274,11 @@ def instance_norm_fwd_split_stats_kernel(
 ):
     """Split forward, phase 1: (mean - pivot, M2) of rows ``[s * CHUNK, (s + 1) * CHUNK)`` of each plane."""
     n, cols, cmask, x_off = program_tile(C, s_xn, s_xc, BLOCK_C)
-    split = tl.program_id(1)
-    num_splits = tl.num_programs(1)
+    split, num_splits, start, stop = program_chunk(CHUNK, L)
     x_ptr = X + x_off
-    pivot = tl.sum(tl.load(x_ptr, mask=cmask[None, :], other=0.0).to(tl.float32), axis=0)
-    start = split * CHUNK
-    stop = tl.minimum(start + CHUNK, L)
+    pivot = plane_pivot(x_ptr, cmask)
     mean_s, m2 = shifted_chunk_stats(x_ptr, s_xl, pivot, start, stop, cmask, BLOCK_L, BLOCK_C)
-    part = (n * num_splits + split) * C + cols
-    tl.store(PartMean + part, mean_s, mask=cmask)
-    tl.store(PartM2 + part, m2, mask=cmask)
+    store_pair(PartMean, PartM2, (n * num_splits + split) * C + cols, mean_s, m2, cmask)
 
 
 @triton.jit
@@ -268,31 +320,24 @@ def instance_norm_fwd_split_norm_kernel(
     parts) in a fixed order; program ``s == 0`` stores the plane's mean and rstd for backward.
     """
     n, cols, cmask, x_off = program_tile(C, s_xn, s_xc, BLOCK_C)
-    split = tl.program_id(1)
-    num_splits = tl.num_programs(1)
+    split, num_splits, start, stop = program_chunk(CHUNK, L)
     x_ptr = X + x_off
-    pivot = tl.sum(tl.load(x_ptr, mask=cmask[None, :], other=0.0).to(tl.float32), axis=0)
+    pivot = plane_pivot(x_ptr, cmask)
 
-    parts = tl.arange(0, BLOCK_S)
-    pmask = (parts < num_splits)[:, None] & cmask[None, :]
-    part = (n * num_splits + parts[:, None]) * C + cols[None, :]
+    parts, pmask, part = partial_offsets(n, C, cols, cmask, num_splits, BLOCK_S)
     part_mean = tl.load(PartMean + part, mask=pmask, other=0.0)
     part_m2 = tl.load(PartM2 + part, mask=pmask, other=0.0)
     counts = tl.where(parts < num_splits, tl.minimum(L - parts * CHUNK, CHUNK), 0).to(tl.float32)
     mean_s = tl.sum(part_mean * counts[:, None], axis=0) / L
     dev = tl.where(pmask, part_mean - mean_s[None, :], 0.0)
     m2 = tl.sum(part_m2, axis=0) + tl.sum(counts[:, None] * dev * dev, axis=0)
-    mean = mean_s + pivot
     rstd = tl.rsqrt(m2 / L + eps)
     if split == 0:
-        tl.store(Mean + n * C + cols, mean, mask=cmask)
-        tl.store(Rstd + n * C + cols, rstd, mask=cmask)
+        store_pair(Mean, Rstd, n * C + cols, mean_s + pivot, rstd, cmask)
 
     scale, offset = affine_coefficients(W, B, cols, cmask, rstd, HAS_W, HAS_B)
-    y_ptr = Y + n * s_yn + cols.to(tl.int64)[None, :] * s_yc
-    r_ptr = R + n * s_rn + cols.to(tl.int64)[None, :] * s_rc
-    start = split * CHUNK
-    stop = tl.minimum(start + CHUNK, L)
+    y_ptr = plane_pointer(Y, n, cols, s_yn, s_yc)
+    r_ptr = plane_pointer(R, n, cols, s_rn, s_rc)
     normalize_rows(
         x_ptr,
         y_ptr,

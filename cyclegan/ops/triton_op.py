@@ -37,6 +37,25 @@ def _launch(kernel, grid: tuple[int, ...], *args, **kwargs) -> None:
     torch.library.wrap_triton(kernel)[grid](*args, **kwargs)
 
 
+def _tiling(plan: LaunchPlan) -> dict[str, int]:
+    """The tile sizes and warp count every plane or chunk kernel is launched with."""
+    return {"BLOCK_L": plan.block_l, "BLOCK_C": plan.block_c, "num_warps": plan.num_warps}
+
+
+def _optional_args(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Contiguous weight and bias; an absent one is replaced by ``x``, which the kernels never read
+    (constexpr ``HAS_W``/``HAS_B``)."""
+    weight_arg = weight.contiguous() if weight is not None else x
+    bias_arg = bias.contiguous() if bias is not None else x
+    return weight_arg, bias_arg
+
+
+def _partials(x: Tensor, splits: int) -> tuple[Tensor, Tensor]:
+    """Two fp32 ``(N, splits, C)`` buffers for the split path's per-chunk partial results."""
+    first = torch.empty((x.shape[0], splits, x.shape[1]), device=x.device, dtype=torch.float32)
+    return first, torch.empty_like(first)
+
+
 def _is_channels_last(t: Tensor) -> bool:
     """Spatial positions contiguous-by-channel: strides ``(C*L, 1, C)`` over the ``(N, C, L)`` view."""
     if t.dim() == 4:
@@ -106,14 +125,13 @@ def instance_norm_fwd(
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(y, mean, rstd)``: the fused InstanceNorm output in ``x``'s layout and the fp32 plane statistics."""
-    x, (s_xn, s_xc, s_xl), channels_last = plane_layout(x)
+    x, x_strides, channels_last = plane_layout(x)
     y = torch.empty_like(x)
     mean, rstd = _empty_stats(x), _empty_stats(x)
     if x.numel() == 0:
         return y, mean, rstd
     n, c = x.shape[:2]
     length = math.prod(x.shape[2:])
-    s_yn, s_yc, s_yl = s_xn, s_xc, s_xl
     flags = {
         "HAS_W": weight is not None,
         "HAS_B": bias is not None,
@@ -122,80 +140,26 @@ def instance_norm_fwd(
     }
     # Absent optional tensors are replaced by x: the kernels never read them (constexpr flags).
     if residual is not None:
-        residual, (s_rn, s_rc, s_rl), _ = plane_layout(residual)
+        residual, r_strides, _ = plane_layout(residual)
     else:
-        residual, (s_rn, s_rc, s_rl) = x, (0, 0, 0)
-    weight_arg = weight.contiguous() if weight is not None else x
-    bias_arg = bias.contiguous() if bias is not None else x
+        residual, r_strides = x, (0, 0, 0)
     plan = _plan(x, channels_last, backward=False, path=path, chunk=chunk)
     programs = n * triton.cdiv(c, plan.block_c)
-    strides = (s_xn, s_xc, s_xl, s_yn, s_yc, s_yl, s_rn, s_rc, s_rl)
+    tensors = (x, y, *_optional_args(x, weight, bias), residual, mean, rstd)
+    scalars = (*x_strides, *x_strides, *r_strides, eps, negative_slope)  # y has x's strides
+    meta = {**flags, **_tiling(plan)}
     if not plan.is_split:
-        _launch(
-            fk.instance_norm_fwd_plane_kernel,
-            (programs,),
-            x,
-            y,
-            weight_arg,
-            bias_arg,
-            residual,
-            mean,
-            rstd,
-            c,
-            length,
-            *strides,
-            eps,
-            negative_slope,
-            **flags,
-            ONE_TILE=plan.one_tile,
-            BLOCK_L=plan.block_l,
-            BLOCK_C=plan.block_c,
-            num_warps=plan.num_warps,
-        )
+        kernel = fk.instance_norm_fwd_plane_kernel
+        _launch(kernel, (programs,), *tensors, c, length, *scalars, ONE_TILE=plan.one_tile, **meta)
         return y, mean, rstd
-    part_mean = torch.empty((n, plan.splits, c), device=x.device, dtype=torch.float32)
-    part_m2 = torch.empty_like(part_mean)
+    partials = _partials(x, plan.splits)
     grid = (programs, plan.splits)
-    _launch(
-        fk.instance_norm_fwd_split_stats_kernel,
-        grid,
-        x,
-        part_mean,
-        part_m2,
-        c,
-        length,
-        plan.chunk,
-        s_xn,
-        s_xc,
-        s_xl,
-        BLOCK_L=plan.block_l,
-        BLOCK_C=plan.block_c,
-        num_warps=plan.num_warps,
-    )
-    _launch(
-        fk.instance_norm_fwd_split_norm_kernel,
-        grid,
-        x,
-        y,
-        weight_arg,
-        bias_arg,
-        residual,
-        mean,
-        rstd,
-        part_mean,
-        part_m2,
-        c,
-        length,
-        plan.chunk,
-        *strides,
-        eps,
-        negative_slope,
-        **flags,
-        BLOCK_S=triton.next_power_of_2(plan.splits),
-        BLOCK_L=plan.block_l,
-        BLOCK_C=plan.block_c,
-        num_warps=plan.num_warps,
-    )
+    chunking = (c, length, plan.chunk)
+    kernel = fk.instance_norm_fwd_split_stats_kernel
+    _launch(kernel, grid, x, *partials, *chunking, *x_strides, **_tiling(plan))
+    block_s = triton.next_power_of_2(plan.splits)
+    kernel = fk.instance_norm_fwd_split_norm_kernel
+    _launch(kernel, grid, *tensors, *partials, *chunking, *scalars, BLOCK_S=block_s, **meta)
     return y, mean, rstd
 
 
@@ -213,8 +177,8 @@ def instance_norm_bwd(
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(dx, dweight, dbias)``; dweight/dbias are fp32 sums over the batch (computed even without affine)."""
-    x, (s_xn, s_xc, s_xl), channels_last = plane_layout(x)
-    grad_y, (s_gn, s_gc, s_gl), _ = plane_layout(grad_y)
+    x, x_strides, channels_last = plane_layout(x)
+    grad_y, g_strides, _ = plane_layout(grad_y)
     dx = torch.empty_like(x)
     n, c = x.shape[:2]
     dweight = torch.zeros(c, device=x.device, dtype=torch.float32)
@@ -222,101 +186,32 @@ def instance_norm_bwd(
     if x.numel() == 0:
         return dx, dweight, dbias
     length = math.prod(x.shape[2:])
-    weight_arg = weight.contiguous() if weight is not None else x
-    bias_arg = bias.contiguous() if bias is not None else x
     flags = {"HAS_W": weight is not None, "HAS_B": bias is not None, "ACT": ACTIVATION_CODES[activation]}
     plan = _plan(x, channels_last, backward=True, path=path, chunk=chunk)
     programs = n * triton.cdiv(c, plan.block_c)
-    sum_gz, sum_gzx = _empty_stats(x), _empty_stats(x)
-    strides = (s_xn, s_xc, s_xl, s_gn, s_gc, s_gl)
-    dx_strides = (s_xn, s_xc, s_xl)
+    sums = (_empty_stats(x), _empty_stats(x))
+    constants = (*_optional_args(x, weight, bias), mean, rstd)
+    dx_tensors = (x, grad_y, dx, *constants)
+    sums_scalars = (*x_strides, *g_strides, negative_slope)
+    dx_scalars = (*x_strides, *g_strides, *x_strides, negative_slope)  # dx has x's strides
+    meta = {**flags, **_tiling(plan)}
     if not plan.is_split:
+        kernel = bk.instance_norm_bwd_plane_kernel
         _launch(
-            bk.instance_norm_bwd_plane_kernel,
-            (programs,),
-            x,
-            grad_y,
-            dx,
-            weight_arg,
-            bias_arg,
-            mean,
-            rstd,
-            sum_gz,
-            sum_gzx,
-            c,
-            length,
-            *strides,
-            *dx_strides,
-            negative_slope,
-            **flags,
-            ONE_TILE=plan.one_tile,
-            BLOCK_L=plan.block_l,
-            BLOCK_C=plan.block_c,
-            num_warps=plan.num_warps,
+            kernel, (programs,), *dx_tensors, *sums, c, length, *dx_scalars, ONE_TILE=plan.one_tile, **meta
         )
     else:
-        part_gz = torch.empty((n, plan.splits, c), device=x.device, dtype=torch.float32)
-        part_gzx = torch.empty_like(part_gz)
+        partials = _partials(x, plan.splits)
         grid = (programs, plan.splits)
-        _launch(
-            bk.instance_norm_bwd_split_sums_kernel,
-            grid,
-            x,
-            grad_y,
-            weight_arg,
-            bias_arg,
-            mean,
-            rstd,
-            part_gz,
-            part_gzx,
-            c,
-            length,
-            plan.chunk,
-            *strides,
-            negative_slope,
-            **flags,
-            BLOCK_L=plan.block_l,
-            BLOCK_C=plan.block_c,
-            num_warps=plan.num_warps,
-        )
-        _launch(
-            bk.instance_norm_bwd_split_dx_kernel,
-            grid,
-            x,
-            grad_y,
-            dx,
-            weight_arg,
-            bias_arg,
-            mean,
-            rstd,
-            part_gz,
-            part_gzx,
-            sum_gz,
-            sum_gzx,
-            c,
-            length,
-            plan.chunk,
-            *strides,
-            *dx_strides,
-            negative_slope,
-            **flags,
-            BLOCK_S=triton.next_power_of_2(plan.splits),
-            BLOCK_L=plan.block_l,
-            BLOCK_C=plan.block_c,
-            num_warps=plan.num_warps,
-        )
+        chunking = (c, length, plan.chunk)
+        kernel = bk.instance_norm_bwd_split_sums_kernel
+        _launch(kernel, grid, x, grad_y, *constants, *partials, *chunking, *sums_scalars, **meta)
+        block_s = triton.next_power_of_2(plan.splits)
+        kernel = bk.instance_norm_bwd_split_dx_kernel
+        _launch(kernel, grid, *dx_tensors, *partials, *sums, *chunking, *dx_scalars, BLOCK_S=block_s, **meta)
     param_block = min(triton.next_power_of_2(c), 1024)
-    _launch(
-        bk.instance_norm_bwd_param_kernel,
-        (triton.cdiv(c, param_block),),
-        sum_gz,
-        sum_gzx,
-        dweight,
-        dbias,
-        n,
-        c,
-        BLOCK_C=param_block,
-    )
+    param_grid = (triton.cdiv(c, param_block),)
+    _launch(bk.instance_norm_bwd_param_kernel, param_grid, *sums, dweight, dbias, n, c, BLOCK_C=param_block)
     return dx, dweight, dbias
 
 
