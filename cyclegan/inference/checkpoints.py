@@ -138,18 +138,10 @@ def checkpoint_error(message: str) -> Exception:
 
 
 def _read_torch_file(path: Path) -> dict[str, Any]:
-    """`load_checkpoint_file`, also turning unpickler failures on arbitrary bytes into CheckpointError."""
-    from cyclegan.callbacks.checkpoint_io import CheckpointError, load_checkpoint_file
+    """`load_checkpoint_file`, imported on first use: its module imports Lightning's CheckpointIO."""
+    from cyclegan.callbacks.checkpoint_io import load_checkpoint_file
 
-    try:
-        return load_checkpoint_file(path)
-    except CheckpointError:
-        raise
-    except Exception as error:  # e.g. IndexError from the weights-only unpickler on random bytes
-        raise checkpoint_error(
-            f"cannot read checkpoint {path}: not a PyTorch checkpoint, TorchScript or safetensors file "
-            f"({type(error).__name__})"
-        ) from None
+    return load_checkpoint_file(path)
 
 
 def _load_weights(generator: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, what: str) -> None:
