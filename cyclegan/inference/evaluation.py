@@ -13,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cyclegan.inference.images import pil_to_network, read_image, resize_shorter_side
-from cyclegan.inference.metrics import DistributionScores, FeatureSets
+from cyclegan.inference.metrics import DistributionScores, score_translations
 from cyclegan.inference.translation import run_batch
 
 # direction -> (source domain, target domain)
@@ -89,22 +89,20 @@ def evaluate_direction(
     """
     source, target = DOMAINS[direction]
     source_dir, target_dir = split_folder(root, split, source), split_folder(root, split, target)
-    sets = FeatureSets(extractor)
     skipped: list[tuple[Path, str]] = []
     options = {"batch_size": batch_size, "resize": resize, "max_images": max_images, "skipped": skipped}
-    for batch in tqdm(
+    real = tqdm(
         image_batches(target_dir, int(generator.output_nc), **options),
         desc=f"real {target}",
         disable=not progress,
-    ):
-        sets.add(batch, real=True)
-    for batch in tqdm(
+    )
+    sources = tqdm(
         image_batches(source_dir, int(generator.input_nc), **options),
         desc=f"translate {direction}",
         disable=not progress,
-    ):
-        sets.add(run_batch(generator, batch, precision=precision), real=False)
-    return sets.scores(kid_subsets=kid_subsets), skipped
+    )
+    fakes = (run_batch(generator, batch, precision=precision) for batch in sources)
+    return score_translations(extractor, real, fakes, kid_subsets=kid_subsets), skipped
 
 
 def format_table(results: dict[str, DistributionScores]) -> str:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch import nn
 
+from cyclegan.inference.checkpoints import wrap
 from cyclegan.inference.evaluation import directions_for, evaluate_direction
 from cyclegan.inference.metrics import inception_extractor
-from cyclegan.inference.padding import PadCropGenerator, size_multiple_of
 
 
 class FIDCallback(pl.Callback):
@@ -60,9 +60,7 @@ class FIDCallback(pl.Callback):
             was_training = network.training
             network.eval()
             spec = network.spec
-            generator = PadCropGenerator(
-                network, size_multiple_of(network), spec["input_nc"], spec["output_nc"]
-            )
+            generator = wrap(network, spec)
             try:
                 scores, _ = evaluate_direction(
                     generator,

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cyclegan.inference.padding import module_device
+
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
@@ -122,7 +124,7 @@ class FeatureSets:
     @torch.no_grad()
     def add(self, images: torch.Tensor, *, real: bool) -> None:
         """Add (N, C, H, W) images in [-1, 1]."""
-        device = next((p.device for p in self.extractor.parameters()), torch.device("cpu"))
+        device = module_device(self.extractor)
         features = self.extractor(to_uint8_rgb(images).to(device))
         features = features.reshape(features.shape[0], -1).double().cpu()
         (self.real if real else self.fake).append(features)

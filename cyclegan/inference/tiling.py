@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cyclegan.inference.padding import reflect_pad
+from cyclegan.inference.padding import module_device, reflect_pad
 from cyclegan.nn import InstanceNorm2d
 from cyclegan.ops.reference import apply_activation
 
@@ -128,7 +128,7 @@ def receptive_radius(generator: nn.Module, input_nc: int, multiple: int) -> int:
         var = detached.var(dim=(2, 3), unbiased=False)
         return _normalize(layer, x, mean, var, residual)
 
-    device = next((p.device for p in generator.parameters()), torch.device("cpu"))
+    device = module_device(generator)
     size = max(64, 2 * multiple)
     while size <= _MAX_PROBE_SIZE:
         probe = torch.randn(1, input_nc, size, size, device=device, requires_grad=True)
@@ -200,7 +200,7 @@ def tiled_forward(
         raise ValueError(f"tile_size must be a positive number of pixels, got {tile_size}")
     if context is not None and context < 0:
         raise ValueError(f"tile_overlap must be 0 or more pixels (null: exact result), got {context}")
-    device = next((p.device for p in generator.parameters()), image.device)
+    device = module_device(generator, image.device)
     height, width = image.shape[-2:]
     padded = reflect_pad(image, multiple)
     core = math.ceil(tile_size / multiple) * multiple

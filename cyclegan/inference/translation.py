@@ -12,7 +12,7 @@ from torch import nn
 
 from cyclegan.inference.checkpoints import load_generator
 from cyclegan.inference.images import network_to_pil, pil_to_network
-from cyclegan.inference.padding import PadCropGenerator
+from cyclegan.inference.padding import PadCropGenerator, module_device
 from cyclegan.inference.tiling import tiled_forward
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
@@ -40,10 +40,6 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     return torch.autocast(device.type, dtype=dtype)
 
 
-def _module_device(module: nn.Module) -> torch.device:
-    return next((p.device for p in module.parameters()), torch.device("cpu"))
-
-
 def _input_channels(module: nn.Module) -> int:
     if hasattr(module, "input_nc"):
         return int(module.input_nc)
@@ -68,7 +64,7 @@ def run_batch(
     With ``tile_size`` the image is translated tile by tile (see `cyclegan.inference.tiling`); that needs
     an nn.Module generator from `load_generator` (not TorchScript), whose InstanceNorm layers it hooks.
     """
-    device = _module_device(generator)
+    device = module_device(generator)
     with torch.inference_mode(tile_size is None), autocast_for(precision, device):
         if tile_size is None:
             return generator(batch.to(device)).float().to(batch.device)
