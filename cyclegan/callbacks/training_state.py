@@ -27,6 +27,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from cyclegan.model.processes import gather_from_processes
+
 STATE_VERSION = 1
 
 
@@ -93,10 +95,7 @@ class TrainingStateCheckpoint(pl.Callback):
         trainer = self._trainer
         if trainer is None:
             return {}
-        states = [capture_rng_state()]
-        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            states = [None] * trainer.world_size
-            torch.distributed.all_gather_object(states, capture_rng_state())
+        states = gather_from_processes(capture_rng_state())
         epochs = trainer.fit_loop.epoch_progress.current
         mid_epoch = epochs.started > epochs.processed  # false in on_train_epoch_end and after the loop
         batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed

@@ -143,21 +143,13 @@ def _model_problems(model: DictConfig, data: DictConfig) -> list[str]:
     generator = built.get("generator")
     crop_size = int(data.get("crop_size", 256))
     if generator is not None and data.get("preprocess", "resize_and_crop") in ("resize_and_crop", "crop"):
-        multiple = _generator_size_multiple(generator)
+        multiple = generator.size_multiple
         if crop_size % multiple:
             problems.append(
                 f"data.crop_size={crop_size}: the {generator.spec['arch']} generator needs image sizes "
                 f"that are multiples of {multiple}"
             )
     return problems
-
-
-def _generator_size_multiple(generator: Any) -> int:
-    """The factor image sizes must divide by for the generator's down- and up-sampling to line up."""
-    spec = getattr(generator, "spec", {})
-    if spec.get("num_downs"):
-        return 2 ** int(spec["num_downs"])
-    return 4
 
 
 # ------------------------------------------------------------------------------------- run preparation

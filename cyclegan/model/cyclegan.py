@@ -29,6 +29,7 @@ from torch import nn
 
 from cyclegan.model.losses import GAN_MODES, GANLoss, gradient_penalty
 from cyclegan.model.pool import ImagePool
+from cyclegan.model.processes import gather_from_processes
 from cyclegan.model.schedules import build_scheduler, check_schedule
 from cyclegan.nn import build_discriminator, build_generator
 
@@ -554,12 +555,7 @@ class CycleGAN(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store pools, the module's RNG and counters of every process (tensors and plain types only)."""
-        states = [self._process_state()]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world = torch.distributed.get_world_size()
-            if world > 1:
-                states = [None] * world
-                torch.distributed.all_gather_object(states, self._process_state())
+        states = gather_from_processes(self._process_state())
         checkpoint[STATE_KEY] = {"version": _STATE_VERSION, "processes": states}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
