@@ -9,7 +9,8 @@ from cyclegan.ops import instance_norm
 from cyclegan.ops.instance_norm import BACKENDS
 from cyclegan.ops.reference import ACTIVATIONS
 
-_RUNNING_STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")
+# Keys old checkpoints (track_running_stats) carry for InstanceNorm layers; instance norm never uses them.
+RUNNING_STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 class _InstanceNorm(nn.Module):
@@ -70,7 +71,7 @@ class _InstanceNorm(nn.Module):
     ):
         # Old checkpoints (and torch.nn.InstanceNorm with track_running_stats) carry running statistics
         # that instance normalization never uses: drop them instead of failing a strict load.
-        for key in _RUNNING_STAT_KEYS:
+        for key in RUNNING_STAT_KEYS:
             state_dict.pop(prefix + key, None)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

@@ -12,8 +12,8 @@ from torch import nn
 
 from cyclegan.nn.factory import build_discriminator, build_generator
 from cyclegan.nn.layers import conv_norm_pairs
+from cyclegan.nn.norm import RUNNING_STAT_KEYS
 
-_RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 _FAMILY = {
     "resnet_9blocks": "ResNet",
     "resnet_6blocks": "ResNet",
@@ -70,7 +70,7 @@ def clean_reference_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[s
     cleaned = {}
     for key, value in items.items():
         prefix, _, leaf = key.rpartition(".")
-        if leaf in _RUNNING_STATS and f"{prefix}.weight" not in items:
+        if leaf in RUNNING_STAT_KEYS and f"{prefix}.weight" not in items:
             continue
         cleaned[key] = value
     return cleaned

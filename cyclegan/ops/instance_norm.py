@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -17,8 +18,9 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+@functools.cache
 def triton_available() -> bool:
-    """True when the triton package imports."""
+    """True when the triton package imports (asked once: the answer cannot change in a process)."""
     try:
         import triton  # noqa: F401
     except ImportError:

@@ -7,6 +7,7 @@ either path with ``path="plane"`` / ``path="split"`` and a small ``chunk``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import triton
@@ -60,6 +61,7 @@ def _warps(tile_elements: int) -> int:
     return max(1, min(8, tile_elements // 512))
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of integers, asked on every forward and backward
 def plan_launch(
     batch: int,
     channels: int,

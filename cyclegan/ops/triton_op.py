@@ -181,10 +181,11 @@ def instance_norm_bwd(
     grad_y, g_strides, _ = plane_layout(grad_y)
     dx = torch.empty_like(x)
     n, c = x.shape[:2]
-    dweight = torch.zeros(c, device=x.device, dtype=torch.float32)
-    dbias = torch.zeros(c, device=x.device, dtype=torch.float32)
     if x.numel() == 0:
-        return dx, dweight, dbias
+        zeros = torch.zeros(c, device=x.device, dtype=torch.float32)
+        return dx, zeros, zeros.clone()
+    dweight = torch.empty(c, device=x.device, dtype=torch.float32)  # the param kernel writes every channel
+    dbias = torch.empty(c, device=x.device, dtype=torch.float32)
     length = math.prod(x.shape[2:])
     flags = {"HAS_W": weight is not None, "HAS_B": bias is not None, "ACT": ACTIVATION_CODES[activation]}
     plan = _plan(x, channels_last, backward=True, path=path, chunk=chunk)
