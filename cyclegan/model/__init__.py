@@ -1,6 +1,8 @@
-"""The CycleGAN LightningModule, its losses, image pool, LR schedules and image-grid logging callback."""
+"""The GAN LightningModules (CycleGAN on the shared `GANModule`), their losses, image pool, LR schedules
+and image-grid logging callback."""
 
-from cyclegan.model.cyclegan import STATE_KEY, CycleGAN, NonFiniteLossError
+from cyclegan.model.cyclegan import CycleGAN
+from cyclegan.model.gan_module import MODEL_KEY, STATE_KEY, GANModule, NonFiniteLossError
 from cyclegan.model.image_logger import ImageGridLogger, image_grid
 from cyclegan.model.losses import GAN_MODES, GANLoss, gradient_penalty
 from cyclegan.model.pool import ImagePool
@@ -9,9 +11,11 @@ from cyclegan.model.schedules import LR_POLICIES, build_scheduler, linear_decay_
 __all__ = [
     "GAN_MODES",
     "LR_POLICIES",
+    "MODEL_KEY",
     "STATE_KEY",
     "CycleGAN",
     "GANLoss",
+    "GANModule",
     "ImageGridLogger",
     "ImagePool",
     "NonFiniteLossError",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +17,17 @@ from torchvision.utils import make_grid, save_image
 GRID_ROWS = (("real_A", "fake_B", "rec_A", "idt_B"), ("real_B", "fake_A", "rec_B", "idt_A"))
 
 
-def image_grid(visuals: Mapping[str, torch.Tensor], max_images: int = 4) -> torch.Tensor:
-    """A (3, H, W) float grid in [0, 1] from [-1, 1] image batches: two rows per sample (A->B, B->A).
+def image_grid(
+    visuals: Mapping[str, torch.Tensor], max_images: int = 4, rows: Sequence[Sequence[str]] = GRID_ROWS
+) -> torch.Tensor:
+    """A (3, H, W) float grid in [0, 1] from [-1, 1] image batches: per sample one grid row per entry of
+    ``rows`` (visual names; CycleGAN's default: A->B, B->A), names missing from ``visuals`` left out.
 
     Grayscale tiles are repeated to RGB and every tile is resized to the first one's size, so domains of
     different channel counts or sizes fit in one grid.
     """
-    columns = [name for name in GRID_ROWS[0] if name in visuals]
-    rows = [[name for name in row if name in visuals] for row in GRID_ROWS]
+    columns = [name for name in rows[0] if name in visuals]
+    rows = [[name for name in row if name in visuals] for row in rows]
     first = visuals[columns[0]]
     height, width = first.shape[-2:]
     count = min(max_images, first.shape[0])
@@ -75,7 +78,7 @@ class ImageGridLogger(pl.Callback):
         visuals = outputs.get("visuals") if isinstance(outputs, Mapping) else None
         if not visuals:
             return
-        grid = image_grid(visuals, self.max_images)
+        grid = image_grid(visuals, self.max_images, getattr(pl_module, "grid_rows", None) or GRID_ROWS)
         assert self._resolved_dir is not None, "ImageGridLogger.setup was not called"
         self._resolved_dir.mkdir(parents=True, exist_ok=True)
         save_image(grid, self._resolved_dir / f"step_{iteration:06d}.png")
