@@ -24,20 +24,12 @@
 # without CUDA, skipped for needing it), 1 otherwise.
 #
 # Expected device time per stage (H200, cold caches, fresh machine), the reasoning in each stage below:
-#   setup 15 s, tests 45 s, instance_norm 125 s, train_step 105 s (its cap: ~160 s of runs, the last
-#   ones cut), train_curve 55 s: about 345 s. Each stage's cap, and a deadline 355 s after the start
-#   that caps the last stages further, keep the total under 6 minutes.
+#   setup 15 s, tests 45 s, instance_norm 125 s, train_step 100 s (its cap: ~160 s of runs, the last
+#   ones cut), train_curve 55 s: about 340 s. Each stage's cap, and a deadline 345 s after the start
+#   that caps the last stages further (plus 5 s for a stage's kill and 2 s of bundling), keep the
+#   total under 6 minutes.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-PY=${PYTHON:-python3}
-OUT=${OUT:-$ROOT/outputs/gpu_check/$(date -u +%Y%m%dT%H%M%SZ)}
-WORK=$(mktemp -d)
-LOGS=$WORK/logs
-mkdir -p "$OUT" "$LOGS"
-export PYTHONUNBUFFERED=1
-START=$(date +%s)
 ALL_STAGES=(tests instance_norm train_step train_curve)
 STAGES=("$@")
 ((${#STAGES[@]})) || STAGES=("${ALL_STAGES[@]}")
@@ -47,6 +39,15 @@ for stage in "${STAGES[@]}"; do
     exit 2
   }
 done
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PY=${PYTHON:-python3}
+OUT=${OUT:-$ROOT/outputs/gpu_check/$(date -u +%Y%m%dT%H%M%SZ)}
+WORK=$(mktemp -d)
+LOGS=$WORK/logs
+mkdir -p "$OUT" "$LOGS"
+export PYTHONUNBUFFERED=1
+START=$(date +%s)
 printf 'stage\tstatus\tseconds\tlimit_s\n' >"$WORK/stages.tsv"
 
 record() { # stage status seconds limit
@@ -65,7 +66,7 @@ run_stage() {
     return
   fi
   began=$(date +%s)
-  timeout -k 10 "$limit" "$@" >"$LOGS/$name.log" 2>&1
+  timeout -k 5 "$limit" "$@" >"$LOGS/$name.log" 2>&1
   rc=$?
   if ((rc == 0)); then
     status=ok
@@ -103,7 +104,7 @@ else
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   SCALE=6 # the dry run's limits: a 2-core CPU shared with other jobs, Triton's interpreter, tiny nets
 fi
-DEADLINE=$((START + 355 * SCALE)) # the stages' share of the 6 minutes; bundling takes a second
+DEADLINE=$((START + 345 * SCALE)) # the stages' share of the 6 minutes
 {
   date -u
   nvidia-smi 2>&1 || echo "no nvidia-smi"
@@ -141,7 +142,7 @@ for stage in "${STAGES[@]}"; do
     # networks hit inductor's cache) in ~60 s per batch size. reference@1 8 s, fastest@1 65 s,
     # reference@8 11 s, fastest@8 60 s, bf16_eager@1/@8 14 s: ~160 s, so the cap cuts the last runs
     # (the JSON keeps every finished run; rerun them with train_step.py --runs).
-    run_stage train_step 105 0 "$PY" benchmarks/train_step.py "${DRY[@]}" --output "$OUT/train_step.json"
+    run_stage train_step 100 0 "$PY" benchmarks/train_step.py "${DRY[@]}" --output "$OUT/train_step.json"
     ;;
   train_curve)
     # Three trainings of 200 iterations at batch 1 from JPEG/PNG files (4 loader workers): fp32 ~35 ms
