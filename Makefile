@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install train test lint format bench clean
+.PHONY: install train test lint format bench gpu-check clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ bench: install
 	$(PY) benchmarks/instance_norm.py
 	$(PY) benchmarks/data.py
 	$(PY) benchmarks/train_step.py
+
+# Issue 12's GPU check. Here (no CUDA) a dry run with tiny sizes; on the device machine run
+# `bash benchmarks/gpu_check.sh` itself (its image has no network for `make install`). See BENCHMARKS.md.
+gpu-check: install
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

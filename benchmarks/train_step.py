@@ -1,46 +1,82 @@
-"""Framework overhead of a CycleGAN training step: Lightning Trainer + CycleGAN module against a bare
-PyTorch loop doing the same work, in one run.
+"""The CycleGAN training step: training settings compared on a GPU, and the Lightning framework's overhead.
 
-Both sides train the same networks (built by cyclegan.model.CycleGAN with one seed), with the same
-losses (cyclegan.model.GANLoss, L1 cycle and identity), the same image pools, the same two Adam
-optimizers, the same D-freezing during the G step, the same non-finite-loss check (both losses in one
-tensor, one sync per iteration, before either step), the same per-epoch loss sums and the same
-in-memory batches through a DataLoader (no workers, no decoding: the data pipeline has its own
-benchmark). The Lightning side runs as cyclegan-train would, minus file output (no logger, no
-checkpoints, no image grids, no progress bar): manual optimization, self.log of the losses at the
-Trainer's logging steps (log_every_n_steps, 50 by default), callback hooks. Throughput is measured
-over the iterations after a warm-up; the two sides run in back-to-back pairs, and the overhead reported
-is the median over pairs of bare / Lightning - 1 (robust to a shared machine's speed drifting between
-pairs).
+GPU mode (CUDA present; issue 12). resnet_9blocks + 70x70 PatchGAN at 256x256, batch 1 and 8, trained by
+the Lightning Trainer as cyclegan-train runs it (in-memory batches: the data pipeline has its own
+benchmark), for these settings:
 
-    python benchmarks/train_step.py            # CPU: small networks and crops
-    python benchmarks/train_step.py --iters 50 --repeats 5
+- ``reference``: the fp32 eager reference-equivalent: the reference's parameter layout (conv biases,
+  InstanceNorm without affine), ``torch.nn.functional.instance_norm`` (what the reference's
+  ``nn.InstanceNorm2d`` runs) followed by in-place activations and a separate residual add, fp32 (cuDNN
+  convolutions in TF32, PyTorch's default, as the reference gets), NCHW, no compilation;
+- ``fastest``: our layout with the fused Triton InstanceNorm(+activation+residual) kernels, bf16-mixed,
+  channels_last, ``torch.compile`` of the four networks;
+- ``bf16_eager``: ``fastest`` without compilation (what compilation adds).
 
-With CUDA: resnet_9blocks + 70x70 PatchGAN at 256x256, batch 1, for two settings: fp32 eager, and the
-fastest (bf16-mixed, channels_last, torch.compile of the networks). Prints JSON and writes
-benchmarks/results/train_step.json.
+Each run reports images/s over the timed iterations (after warm-up iterations that include compilation
+and cuDNN autotuning) and the peak CUDA memory allocated. ``summary`` holds, per batch size,
+``speedup_vs_reference`` and ``peak_memory_ratio`` of ``fastest`` and the setting with the most images/s.
+Each run is isolated: one that raises is recorded under ``errors`` and the others go on; the JSON is
+rewritten after every run, so a run cut short keeps what was measured.
+
+CPU mode (no CUDA): Lightning Trainer + CycleGAN module against a bare PyTorch loop doing the same work
+(same networks, losses, image pools, optimizers, discriminator freezing, non-finite check, per-epoch loss
+sums, in-memory batches), back-to-back pairs in one run; overhead = median over pairs of bare /
+Lightning - 1 (robust to a shared machine's speed drifting between pairs).
+
+    python benchmarks/train_step.py                          # GPU: settings; CPU: framework overhead
+    python benchmarks/train_step.py --iters 50 --repeats 5   # CPU overhead, longer
+    python benchmarks/train_step.py --dry-run --output X.json  # GPU mode's code, tiny, on any device
+
+``--dry-run`` runs the GPU mode's settings with tiny networks on whatever device is present (without
+CUDA, compilation uses the ``aot_eager`` backend: inductor's C++ build would take minutes); its figures
+are not measurements and it writes only where ``--output`` says. Real runs write
+benchmarks/results/train_step.json unless ``--output`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import platform
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cyclegan.model import CycleGAN, GANLoss, ImagePool
+from cyclegan.nn import InstanceNorm2d
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
+
+# Settings: precision, memory format, compilation, parameter layout, which InstanceNorm runs.
+FP32_EAGER = {
+    "name": "fp32_eager",
+    "precision": "32-true",
+    "channels_last": False,
+    "compile": False,
+    "layout": "seed",
+    "instance_norm": "ours",
+}
+REFERENCE = {**FP32_EAGER, "name": "reference", "layout": "reference", "instance_norm": "native"}
+BF16_EAGER = {**FP32_EAGER, "name": "bf16_eager", "precision": "bf16-mixed", "channels_last": True}
+FASTEST = {**BF16_EAGER, "name": "fastest", "compile": True}
+
+# GPU mode: the figures issue 12 asks for first, so that a run cut short still has them.
+GPU_RUNS = [(REFERENCE, 1), (FASTEST, 1), (REFERENCE, 8), (FASTEST, 8), (BF16_EAGER, 1), (BF16_EAGER, 8)]
+GPU_SIZES = {"crop": 256, "ngf": 64, "ndf": 64, "n_blocks": 9}
+TINY_SIZES = {"crop": 32, "ngf": 8, "ndf": 8, "n_blocks": 2}
+CPU_OVERHEAD_SIZES = {"crop": 64, "ngf": 16, "ndf": 16, "n_blocks": 3}
+GOAL = "fastest: speedup_vs_reference >= 2.5 and peak_memory_ratio <= 0.6 at batch 1 and 8"
 
 
 class SyntheticPairs(Dataset):
@@ -58,15 +94,56 @@ class SyntheticPairs(Dataset):
         return {"A": self.A[index], "B": self.B[index]}
 
 
-def build_model(setting: dict[str, Any], sizes: dict[str, int]) -> CycleGAN:
-    torch.manual_seed(0)
-    return CycleGAN(
-        {"arch": "resnet", "n_blocks": sizes["n_blocks"], "ngf": sizes["ngf"]},
-        {"arch": "basic", "ndf": sizes["ndf"]},
+class NativeInstanceNorm(nn.Module):
+    """The reference's InstanceNorm in place of ours: ``F.instance_norm`` (what ``nn.InstanceNorm2d`` runs),
+    then the activation in place and the residual add, each its own op as in the reference's layers."""
+
+    def __init__(self, norm: InstanceNorm2d) -> None:
+        super().__init__()
+        self.eps, self.activation, self.negative_slope = norm.eps, norm.activation, norm.negative_slope
+        self.weight, self.bias = norm.weight, norm.bias
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        y = F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        if self.activation == "relu":
+            y = F.relu(y, inplace=True)
+        elif self.activation == "leaky_relu":
+            y = F.leaky_relu(y, self.negative_slope, inplace=True)
+        return y if residual is None else y + residual
+
+
+def use_native_instance_norm(net: nn.Module) -> None:
+    """Replace every InstanceNorm2d of ``net`` by a NativeInstanceNorm holding the same parameters."""
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, InstanceNorm2d):
+                setattr(module, name, NativeInstanceNorm(child))
+
+
+def compile_argument(setting: dict[str, Any]) -> bool | dict[str, str]:
+    """CycleGAN's ``compile`` for a setting: inductor on CUDA; without CUDA the ``aot_eager`` backend, which
+    traces the same graphs (dynamo + AOTAutograd) without inductor's minutes-long C++ build."""
+    if not setting["compile"]:
+        return False
+    return True if torch.cuda.is_available() else {"backend": "aot_eager"}
+
+
+def build_model(setting: dict[str, Any], sizes: dict[str, int], seed: int = 0) -> CycleGAN:
+    """The CycleGAN module of a setting with weights drawn from ``seed`` (the same for every setting); the
+    module's image-pool generator follows the same seed."""
+    torch.manual_seed(seed)
+    layout = setting["layout"]
+    model = CycleGAN(
+        {"arch": "resnet", "n_blocks": sizes["n_blocks"], "ngf": sizes["ngf"], "layout": layout},
+        {"arch": "basic", "ndf": sizes["ndf"], "layout": layout},
         channels_last=setting["channels_last"],
-        compile=setting["compile"],
+        compile=compile_argument(setting),
         image_log_every_n_steps=0,
     )
+    if setting["instance_norm"] == "native":
+        for net in (model.netG_A, model.netG_B, model.netD_A, model.netD_B):
+            use_native_instance_norm(net)
+    return model
 
 
 class Throughput(pl.Callback):
@@ -89,10 +166,12 @@ class Throughput(pl.Callback):
 def lightning_images_per_s(loader: DataLoader, setting: dict, sizes: dict, warmup: int, iters: int) -> float:
     model = build_model(setting, sizes)
     timer = Throughput(warmup)
+    cuda = torch.cuda.is_available()
     trainer = pl.Trainer(
-        accelerator="gpu" if torch.cuda.is_available() else "cpu",
+        accelerator="gpu" if cuda else "cpu",
         devices=1,
         precision=setting["precision"],
+        benchmark=cuda,  # cuDNN autotuning, as trainer=gpu (and the reference) run
         max_steps=2 * (warmup + iters),  # two optimizer steps per iteration
         logger=False,
         enable_checkpointing=False,
@@ -198,11 +277,10 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def measure(setting: dict, sizes: dict, warmup: int, iters: int, repeats: int) -> dict[str, Any]:
+def measure_overhead(setting: dict, sizes: dict, warmup: int, iters: int, repeats: int) -> dict[str, Any]:
+    """CPU mode: Lightning against the bare loop, ``repeats`` back-to-back pairs."""
     dataset = SyntheticPairs(warmup + iters, sizes["crop"])
-    loader = DataLoader(
-        dataset, batch_size=1, shuffle=False, num_workers=0, pin_memory=torch.cuda.is_available()
-    )
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0)
     bare, framework = [], []
     for _ in range(repeats):  # alternate, so drifts of the machine's speed hit both sides alike
         bare.append(bare_images_per_s(loader, setting, sizes, warmup, iters))
@@ -220,28 +298,57 @@ def measure(setting: dict, sizes: dict, warmup: int, iters: int, repeats: int) -
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=None, help="timed iterations per run")
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+def measure_setting(setting: dict, sizes: dict, batch_size: int, warmup: int, iters: int) -> dict[str, Any]:
+    """GPU mode: images/s and peak memory of one setting at one batch size, through the Trainer."""
+    torch._dynamo.reset()  # a fresh, static compile per run (dynamo would make the batch size dynamic)
+    loader = DataLoader(
+        SyntheticPairs((warmup + iters) * batch_size, sizes["crop"]),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=0,
+        pin_memory=torch.cuda.is_available(),
+    )
+    gc.collect()  # the previous run's model, optimizer states and activations
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    images_per_s = lightning_images_per_s(loader, setting, sizes, warmup, iters)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {
+        "setting": setting,
+        "batch_size": batch_size,
+        "images_per_s": round(images_per_s, 3),
+        "peak_memory_mib": None if peak is None else round(peak, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per batch size: ``fastest`` against ``reference`` (images/s and peak memory), and the best setting."""
+    summary: dict[str, Any] = {}
+    for batch_size in sorted({run["batch_size"] for run in runs}):
+        by_name = {run["setting"]["name"]: run for run in runs if run["batch_size"] == batch_size}
+        entry: dict[str, Any] = {}
+        reference, fastest = by_name.get("reference"), by_name.get("fastest")
+        if reference and fastest:
+            entry["speedup_vs_reference"] = round(fastest["images_per_s"] / reference["images_per_s"], 3)
+            if reference["peak_memory_mib"]:
+                entry["peak_memory_ratio"] = round(
+                    fastest["peak_memory_mib"] / reference["peak_memory_mib"], 3
+                )
+        best = max(by_name.values(), key=lambda run: run["images_per_s"])
+        entry["best_setting"] = best["setting"]["name"]
+        if reference:
+            entry["best_speedup_vs_reference"] = round(best["images_per_s"] / reference["images_per_s"], 3)
+        summary[f"batch_{batch_size}"] = entry
+    return summary
+
+
+def environment() -> dict[str, Any]:
+    """Date, device and versions every report carries."""
     cuda = torch.cuda.is_available()
-    if cuda:
-        sizes = {"crop": 256, "ngf": 64, "ndf": 64, "n_blocks": 9}
-        settings = [
-            {"name": "fp32 eager", "precision": "32-true", "channels_last": False, "compile": False},
-            {"name": "fastest", "precision": "bf16-mixed", "channels_last": True, "compile": True},
-        ]
-        warmup, iters = args.warmup or 20, args.iters or 100
-    else:
-        sizes = {"crop": 64, "ngf": 16, "ndf": 16, "n_blocks": 3}
-        settings = [{"name": "fp32 eager", "precision": "32-true", "channels_last": False, "compile": False}]
-        warmup, iters = args.warmup or 5, args.iters or 60
-    pl.seed_everything(0, verbose=False)
-    results = [measure(setting, sizes, warmup, iters, args.repeats) for setting in settings]
-    report = {
-        "benchmark": "train_step",
+    return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name()
         if cuda
@@ -249,21 +356,118 @@ def main() -> None:
         "torch": torch.__version__,
         "lightning": pl.__version__,
         "python": sys.version.split()[0],
-        "networks": (
-            f"resnet G (ngf {sizes['ngf']}, {sizes['n_blocks']} blocks), PatchGAN D (ndf {sizes['ndf']})"
-        ),
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if cuda else None,
+    }
+
+
+def networks_text(sizes: dict[str, int]) -> str:
+    return f"resnet G (ngf {sizes['ngf']}, {sizes['n_blocks']} blocks), PatchGAN D (ndf {sizes['ndf']})"
+
+
+def write(report: dict[str, Any], output: Path | None) -> None:
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def run_label(setting: dict[str, Any], batch_size: int) -> str:
+    return f"{setting['name']}@{batch_size}"
+
+
+def compare_settings(
+    dry_run: bool, warmup: int, iters: int, output: Path | None, only: list[str] | None = None
+) -> dict[str, Any]:
+    """GPU mode (or its dry run): the runs of GPU_RUNS (those named in ``only``), the JSON rewritten after
+    each. A dry run uses batch 2 where the GPU mode uses 8."""
+    sizes = TINY_SIZES if dry_run else GPU_SIZES
+    runs = [(s, b) for s, b in GPU_RUNS if only is None or run_label(s, b) in only]
+    if dry_run:
+        runs = [(setting, min(batch_size, 2)) for setting, batch_size in runs]
+    report: dict[str, Any] = {
+        "benchmark": "train_step",
+        "mode": "dry run (tiny networks, not a measurement)" if dry_run else "gpu settings",
+        **environment(),
+        "networks": networks_text(sizes),
+        "crop": sizes["crop"],
+        "warmup_iterations": warmup,
+        "timed_iterations": iters,
+        "goal": GOAL,
+        "runs": [],
+        "errors": [],
+        "summary": {},
+    }
+    for setting, batch_size in runs:
+        try:
+            report["runs"].append(measure_setting(setting, sizes, batch_size, warmup, iters))
+        except Exception as error:  # one failing setting must not cost the others their figures
+            traceback.print_exc()
+            message = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            report["errors"].append({"setting": setting["name"], "batch_size": batch_size, "error": message})
+        report["summary"] = summarize(report["runs"])
+        write(report, output)
+        print(json.dumps(report["runs"][-1] if report["runs"] else report["errors"][-1]), file=sys.stderr)
+    return report
+
+
+def compare_with_bare_loop(warmup: int, iters: int, repeats: int, output: Path | None) -> dict[str, Any]:
+    """CPU mode: the framework overhead of the fp32 eager setting."""
+    sizes = CPU_OVERHEAD_SIZES
+    report = {
+        "benchmark": "train_step",
+        "mode": "cpu framework overhead",
+        **environment(),
+        "networks": networks_text(sizes),
         "crop": sizes["crop"],
         "batch_size": 1,
         "warmup_iterations": warmup,
         "timed_iterations": iters,
-        "repeats": args.repeats,
+        "repeats": repeats,
         "goal": "overhead_percent <= 5",
-        "results": results,
+        "results": [measure_overhead(FP32_EAGER, sizes, warmup, iters, repeats)],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    write(report, output)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=None, help="timed iterations per run")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed iterations first (compile, autotune)"
+    )
+    parser.add_argument("--repeats", type=int, default=7, help="CPU overhead mode: Lightning/bare pairs")
+    parser.add_argument("--dry-run", action="store_true", help="GPU mode's settings, tiny, on any device")
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="GPU mode: only these comma-separated runs, e.g. fastest@8,bf16_eager@1 (default: all of "
+        + ", ".join(run_label(s, b) for s, b in GPU_RUNS)
+        + ")",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"JSON to write (default {RESULTS.relative_to(RESULTS.parents[2])}; a dry run: none)",
+    )
+    args = parser.parse_args(argv)
+    only = None if args.runs is None else args.runs.split(",")
+    known = {run_label(s, b) for s, b in GPU_RUNS}
+    if only is not None and not set(only) <= known:
+        parser.error(f"--runs: unknown {sorted(set(only) - known)}; choose from {sorted(known)}")
+    if only is not None and not (args.dry_run or torch.cuda.is_available()):
+        parser.error("--runs picks GPU-mode runs: it needs CUDA or --dry-run")
+    output = args.output if args.output is not None or args.dry_run else RESULTS
+    pl.seed_everything(0, verbose=False)
+    if args.dry_run:
+        report = compare_settings(True, args.warmup or 1, args.iters or 2, output, only)
+    elif torch.cuda.is_available():
+        report = compare_settings(False, args.warmup or 5, args.iters or 20, output, only)
+    else:
+        report = compare_with_bare_loop(args.warmup or 5, args.iters or 60, args.repeats, output)
     print(json.dumps(report, indent=2))
+    return 1 if report.get("errors") else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
