@@ -122,10 +122,11 @@ def _write_failure(error: BaseException, folder: Path, checkpoint: dict[str, Any
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             free_mb = shutil.disk_usage(folder).free / 2**20
+            needed_mb = _tensor_bytes(checkpoint) / 2**20
+            needed = f"about {needed_mb:.0f} MB" if needed_mb >= 1 else "less than 1 MB"
             return (
-                f"no space left on device ({free_mb:.0f} MB free in {folder}, the checkpoint needs about "
-                f"{_tensor_bytes(checkpoint) / 2**20:.0f} MB); free some space (an earlier file of this "
-                "name is kept as it was)"
+                f"no space left on device ({free_mb:.0f} MB free in {folder}, the checkpoint needs "
+                f"{needed}); free some space (an earlier file of this name is kept as it was)"
             )
         cause = cause.__cause__ or cause.__context__
     return getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
