@@ -97,7 +97,7 @@ def test_atomic_write_leaves_old_file_when_interrupted(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(CheckpointError, match=f"cannot write checkpoint {path}: No space left on device"):
+    with pytest.raises(CheckpointError, match=f"cannot write checkpoint {path}: no space left on device"):
         save_atomically({"step": torch.tensor(2)}, path)
     assert load_checkpoint_file(path)["step"] == 1  # the previous checkpoint, intact
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)]  # no temp file left

@@ -2,8 +2,8 @@
 
 Atomic checkpoint files and safe loading (`checkpoint_io`), the checkpoint policy (`RunCheckpoint`),
 checkpoint-and-stop on SIGTERM/SIGINT (`SignalCheckpoint`), exact resume of RNGs and the position in
-the epoch (`TrainingStateCheckpoint`) and run-folder checks (`run_folder`). Sits at the model level:
-imports cyclegan.model, never cyclegan.cli.
+the epoch (`TrainingStateCheckpoint`) and run-folder checks and locking (`run_folder`). Sits at the
+model level: imports cyclegan.model, never cyclegan.cli.
 """
 
 import importlib
@@ -18,7 +18,9 @@ _EXPORTS = {
     "save_atomically": "checkpoint_io",
     "RunCheckpoint": "checkpointing",
     "SignalCheckpoint": "preemption",
+    "StopAfterSignal": "preemption",
     "RunFolderError": "run_folder",
+    "RunFolderLock": "run_folder",
     "check_run_folder": "run_folder",
     "find_latest_checkpoint": "run_folder",
     "TrainingStateCheckpoint": "training_state",

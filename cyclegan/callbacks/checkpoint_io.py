@@ -8,9 +8,11 @@ holding objects that ``weights_only`` loading refuses) into one `CheckpointError
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -87,7 +89,8 @@ def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None
     """Write ``checkpoint`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``.
 
     A failed write (disk full, folder gone) raises `CheckpointError` naming the file and leaves the
-    previous file under ``path`` untouched and no temporary file behind.
+    previous file under ``path`` untouched and no temporary file behind; a full disk is said in words,
+    with the space left and the space the checkpoint needs.
     """
     path = Path(path)
     try:
@@ -104,12 +107,40 @@ def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None
         os.replace(temp_name, path)
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
         Path(temp_name).unlink(missing_ok=True)
-        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+        reason = _write_failure(error, path.parent, checkpoint)
         raise CheckpointError(f"cannot write checkpoint {path}: {reason}") from error
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def _write_failure(error: BaseException, folder: Path, checkpoint: dict[str, Any]) -> str:
+    """Why writing failed. torch.save turns a full disk into ``[enforce fail at inline_container.cc]
+    unexpected pos``, with the ENOSPC OSError only in the exception's context: look for it there."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            free_mb = shutil.disk_usage(folder).free / 2**20
+            needed_mb = _tensor_bytes(checkpoint) / 2**20
+            needed = f"about {needed_mb:.0f} MB" if needed_mb >= 1 else "less than 1 MB"
+            return (
+                f"no space left on device ({free_mb:.0f} MB free in {folder}, the checkpoint needs "
+                f"{needed}); free some space (an earlier file of this name is kept as it was)"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in a checkpoint's nested dicts, lists and tuples (what dominates its size)."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -2,9 +2,17 @@
 
 SIGTERM / SIGINT: the handler only sets a flag. At the next iteration boundary (``on_train_batch_end``)
 every process agrees on it (an all-reduce under DDP, so all ranks stop at the same step), writes
-``last.ckpt`` through `RunCheckpoint` and asks the Trainer to stop; cyclegan-train then exits with
+``last.ckpt`` through `RunCheckpoint` and raises `StopAfterSignal`, which ends ``fit`` at once: no
+validation, epoch-end hooks (FID, scheduler steps), image grids or further checkpoints, as a stop through
+``trainer.should_stop`` would run (a scheduler's grace period is ~30 s). cyclegan-train then exits with
 status 128 + signal number. A second signal restores the previous handler and re-delivers the signal,
 so a stuck run can still be killed at once.
+
+A signal sent to the whole process group (Ctrl-C, systemd, SLURM's scancel, ``timeout``) reaches the
+DataLoader workers too: they ignore it (`cyclegan.data.datamodule.ignore_stop_signals`), and once the
+first signal is in, a worker that dies anyway no longer aborts the main process: torch's SIGCHLD check
+is switched off for the rest of the process (it is ending; the workers may still exit during Lightning's
+teardown), so the checkpoint is written and the exit status is the signal's.
 
 SIGUSR1, when a handler is already installed for it (Lightning's SLURM auto-requeue: save
 ``hpc_ckpt_N.ckpt``, then ``scontrol requeue``): that handler is deferred to the next iteration boundary
@@ -31,15 +39,18 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DEFERRED_SIGNALS = (signal.SIGUSR1,)
 
 
-class SignalCheckpoint(pl.Callback):
-    """Checkpoint and stop on SIGTERM / SIGINT; run an existing SIGUSR1 handler at a step boundary.
+class StopAfterSignal(Exception):
+    """Ends ``trainer.fit`` right after the signal checkpoint is written; ``signum`` is the signal."""
 
-    ``received`` holds the stop signal's number afterwards, ``checkpoint_path`` the file written.
-    """
+    def __init__(self, signum: int, checkpoint_path: str) -> None:
+        super().__init__(f"{signal.Signals(signum).name} received: saved {checkpoint_path}")
+        self.signum = signum
+
+
+class SignalCheckpoint(pl.Callback):
+    """Checkpoint and stop on SIGTERM / SIGINT; run an existing SIGUSR1 handler at a step boundary."""
 
     def __init__(self) -> None:
-        self.received: int | None = None
-        self.checkpoint_path: str | None = None
         self._pending_stop = 0
         self._pending_deferred = 0
         self._previous: dict[int, Any] = {}
@@ -69,6 +80,9 @@ class SignalCheckpoint(pl.Callback):
             os.kill(os.getpid(), signum)
             return
         self._pending_stop = signum
+        # torch's SIGCHLD handler raises in the main process when a DataLoader worker dies: the run is
+        # ending now, and a dying worker must not keep the checkpoint from being written
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
     def _on_deferred_signal(self, signum: int, frame: FrameType | None) -> None:
         self._pending_deferred = signum
@@ -87,20 +101,18 @@ class SignalCheckpoint(pl.Callback):
                 handler(deferred, None)
         if not stop:
             return
-        self.received = stop
         checkpoint = trainer.checkpoint_callback
         if isinstance(checkpoint, RunCheckpoint):
             checkpoint.save_now(trainer)
-            self.checkpoint_path = checkpoint.last_model_path
+            path = checkpoint.last_model_path
         else:
-            path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            path = str(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt")
             trainer.save_checkpoint(path)
-            self.checkpoint_path = str(path)
         rank_zero_info(
-            f"cyclegan: {signal.Signals(stop).name} received: saved {self.checkpoint_path} at step "
-            f"{trainer.global_step}; stopping"
+            f"cyclegan: {signal.Signals(stop).name} received: saved {path} at step {trainer.global_step}; "
+            "stopping"
         )
-        trainer.should_stop = True
+        raise StopAfterSignal(stop, path)
 
     def _agreed_signals(self, trainer: pl.Trainer) -> tuple[int, int]:
         """(stop signal, deferred signal) any rank received (0 for none), the same on every rank."""

@@ -4,11 +4,12 @@
     cyclegan-train data=folder data.root=DIR logger=csv hydra.run.dir=OUT
     cyclegan-train hydra.run.dir=OUT ckpt_path=last        # resume OUT's newest checkpoint
 
-The config is checked before anything is built (bad values fail with a message naming the setting),
-the run folder is checked for write access and free space, and at the end the command prints where the
-checkpoints, logs and image grids are. Exit status: 0 done, 2 bad config / checkpoint / run folder,
-3 stopped on non-finite losses (a checkpoint of the last good weights is written), 128 + N stopped by
-signal N (SIGTERM 143, SIGINT 130) after writing last.ckpt.
+The run folder is checked for write access and free space before Hydra writes into it and locked
+while the run lasts (a second training in the same folder is refused); the config is checked before
+anything is built (bad values fail with a message naming the setting); at the end the command prints
+where the checkpoints, logs and image grids are. Exit status: 0 done, 2 bad config / checkpoint / run
+folder / training data / FID weights, 3 stopped on non-finite losses (a checkpoint of the last good
+weights is written), 128 + N stopped by signal N (SIGTERM 143, SIGINT 130) after writing last.ckpt.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 OmegaConf.register_new_resolver("cyclegan.add", lambda *values: sum(values), replace=True)
@@ -278,33 +280,74 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     ]
 
 
+def launched_for_rank_zero() -> bool:
+    """False in the processes a launcher starts for the other ranks of a distributed run (Lightning's DDP
+    launcher sets LOCAL_RANK, SLURM SLURM_PROCID, torchrun RANK, multi-node runs NODE_RANK): they share
+    rank 0's run folder, which rank 0 alone locks."""
+    return all(
+        int(os.environ.get(name, "0")) == 0 for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
+    )
+
+
+class RunFolderCheck(Callback):
+    """Hydra callback (conf/hydra/default.yaml): the run folder is created and checked (writable, free
+    space, not in use by another training) before Hydra writes its config and log file into it, so that
+    a bad folder is one line and exit status 2, not a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, config, in_use=launched_for_rank_zero())
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, config, in_use=False)  # each job locks its own folder
+
+    @staticmethod
+    def _check(folder: str, config: DictConfig, *, in_use: bool) -> None:
+        from cyclegan.callbacks import RunFolderError, RunFolderLock, check_run_folder
+
+        try:
+            check_run_folder(folder, float(config.get("min_free_disk_mb", 0)))
+            if in_use:
+                with RunFolderLock(folder):  # train() takes it for the run; this refuses a busy folder early
+                    pass
+        except RunFolderError as error:
+            print(f"cyclegan-train: error: {error}", file=sys.stderr)
+            raise SystemExit(EXIT_BAD_INPUT) from None
+
+
 # ------------------------------------------------------------------------------------------- training
 def train(cfg: DictConfig) -> int:
-    """Validate, build, fit; returns the process exit status."""
+    """Lock the run folder, validate, build, fit; returns the process exit status."""
+    from cyclegan.callbacks import RunFolderError, RunFolderLock
+
+    run_dir = Path(cfg.paths.output_dir)
+    if not launched_for_rank_zero():
+        return _train(cfg, run_dir)
+    try:
+        with RunFolderLock(run_dir):
+            return _train(cfg, run_dir)
+    except RunFolderError as error:
+        print(f"cyclegan-train: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> int:
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import WandbLogger
 
-    from cyclegan.callbacks import (
-        AtomicCheckpointIO,
-        CheckpointError,
-        RunCheckpoint,
-        RunFolderError,
-        SignalCheckpoint,
-        check_run_folder,
-    )
+    from cyclegan.callbacks import AtomicCheckpointIO, CheckpointError, RunCheckpoint, StopAfterSignal
+    from cyclegan.data.datamodule import data_error_message
+    from cyclegan.inference.metrics import InceptionWeightsError
     from cyclegan.model import NonFiniteLossError
 
-    run_dir = Path(cfg.paths.output_dir)
     try:
         validate_config(cfg)
-        check_run_folder(run_dir, float(cfg.get("min_free_disk_mb", 0)))
         warning = earlier_run_warning(cfg.get("ckpt_path"), cfg.paths.checkpoint_dir)
         if warning is not None:
             print(warning, file=sys.stderr)
         ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.checkpoint_dir)
         if ckpt_path is not None:
             check_resume_compatible(ckpt_path, cfg)
-    except (ConfigError, CheckpointError, RunFolderError) as error:
+    except (ConfigError, CheckpointError) as error:
         print(f"cyclegan-train: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -331,15 +374,20 @@ def train(cfg: DictConfig) -> int:
     status = 0
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except StopAfterSignal as stop:
+        status = 128 + stop.signum
     except NonFiniteLossError as error:
         print(f"cyclegan-train: training stopped: {error}", file=sys.stderr)
         status = EXIT_NONFINITE
-    except CheckpointError as error:
+    except (CheckpointError, InceptionWeightsError) as error:
         print(f"cyclegan-train: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    signal_callback = next((cb for cb in trainer.callbacks if isinstance(cb, SignalCheckpoint)), None)
-    if signal_callback is not None and signal_callback.received:
-        status = 128 + signal_callback.received
+    except Exception as error:
+        message = data_error_message(error)  # raised in a DataLoader worker: its message, not its traceback
+        if message is None:
+            raise
+        print(f"cyclegan-train: error: training data: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if trainer.is_global_zero:
         checkpoint = trainer.checkpoint_callback
         last = checkpoint.last_model_path if isinstance(checkpoint, RunCheckpoint) else None

@@ -20,6 +20,7 @@ loggers as `data/skipped_images`. Test and predict raise on a bad file instead (
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any
 
 import pytorch_lightning as pl
@@ -27,13 +28,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from cyclegan.data.datasets import (
+    DatasetError,
     ImageFolder,
     PairedEvalDataset,
     SingleDomainDataset,
     UnpairedTrainDataset,
     collate_samples,
 )
-from cyclegan.data.decode import DEFAULT_MAX_IMAGE_PIXELS
+from cyclegan.data.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError
 from cyclegan.data.files import DatasetRoot
 from cyclegan.data.sampling import EpochSampler, SharedEpoch
 from cyclegan.data.transforms import PREPROCESS_MODES, TEST_PREPROCESS_MODES, EvalTransform, TrainTransform
@@ -222,6 +224,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             shuffle=False,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
+            worker_init_fn=ignore_stop_signals,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
@@ -272,6 +275,36 @@ class UnpairedImageDataModule(pl.LightningDataModule):
                 logger.log_metrics(
                     {"data/skipped_images": float(self.skipped)}, step=self.trainer.global_step
                 )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader worker start-up: SIGTERM and SIGINT belong to the main process, which checkpoints and then
+    shuts its workers down. A signal sent to the whole process group (Ctrl-C, systemd, SLURM's scancel,
+    ``timeout``) would otherwise kill the workers first, and the main process with them."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+DATA_ERRORS = (BadImageError, DatasetError)
+
+
+def data_error_message(error: BaseException) -> str | None:
+    """The one-line message of a data problem (a bad image with ``skip_bad_images=False``, a folder of
+    unreadable files, images that do not batch), raised here or in a DataLoader worker; None for others.
+
+    torch re-raises a worker's exception in the main process with the worker's whole traceback as its
+    message; the original message follows the exception's qualified name on the traceback's last line.
+    """
+    text = str(error)
+    if isinstance(error, DATA_ERRORS) and not text.startswith("Caught "):
+        return text
+    first, _, rest = text.partition("\n")
+    for kind in DATA_ERRORS:
+        if first.startswith(f"Caught {kind.__name__} in DataLoader worker"):
+            _, found, message = rest.rpartition(f"{kind.__module__}.{kind.__qualname__}: ")
+            if found:
+                return " ".join(line.strip() for line in message.strip().splitlines())
+    return None
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:

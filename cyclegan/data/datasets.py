@@ -54,13 +54,18 @@ class ImageFolder:
         return decode_image_bytes(data, self.root.display(path), self.channels, self.max_pixels)
 
 
+class DatasetError(RuntimeError):
+    """The images cannot be trained on as configured: a folder of unreadable files, or images of
+    different sizes in one batch."""
+
+
 def _skip(error: BadImageError, skipped: list[str]) -> None:
     log.warning("skipping %s", error)
     skipped.append(error.path)
 
 
-def _give_up(folder: ImageFolder, error: BadImageError) -> RuntimeError:
-    return RuntimeError(
+def _give_up(folder: ImageFolder, error: BadImageError) -> DatasetError:
+    return DatasetError(
         f"{MAX_CONSECUTIVE_BAD} unreadable images in a row in {folder.root.display(folder.root.path)}/"
         f"{folder.folder} (last: {error}); the folder looks broken"
     )
@@ -216,7 +221,7 @@ def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
         elif isinstance(first, torch.Tensor):
             shapes = {tuple(value.shape) for value in values}
             if len(shapes) > 1:
-                raise ValueError(
+                raise DatasetError(
                     f"images in one batch have different sizes {sorted(shapes)} (key {key!r}); with "
                     "preprocess/test_preprocess 'none' or 'scale_width' use batch_size=1 or a cropping mode"
                 )

@@ -17,7 +17,8 @@ class FIDCallback(pl.Callback):
 
     Scores compare ``G_A(root/{split}A)`` with ``root/{split}B`` (and ``G_B(...B)`` with ``...A``); use
     ``max_images`` and ``resize`` to bound the cost. ``feature_extractor`` replaces the FID Inception
-    network (loaded once from ``inception_weights`` or the download cache).
+    network, else loaded from ``inception_weights`` or the download cache when fitting starts (a missing
+    or refused weights file fails the run at start, not after the first epochs).
     """
 
     def __init__(
@@ -46,15 +47,15 @@ class FIDCallback(pl.Callback):
         self.inception_weights = inception_weights
         self.download = download
 
-    def _extractor(self, device) -> nn.Module:
-        if self.feature_extractor is None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and self.feature_extractor is None:
             self.feature_extractor = inception_extractor(self.inception_weights, download=self.download)
-        return self.feature_extractor.to(device)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        extractor = self._extractor(pl_module.device)
+        assert self.feature_extractor is not None, "FIDCallback.setup was not called"
+        extractor = self.feature_extractor.to(pl_module.device)
         for direction in self.directions:
             network = pl_module.netG_A if direction == "AtoB" else pl_module.netG_B
             was_training = network.training

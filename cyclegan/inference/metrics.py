@@ -3,10 +3,16 @@
 Features are extracted once per image and fed to both metrics. The default extractor is the FID
 Inception network (torch-fidelity's port of the TensorFlow weights, via torchmetrics); any nn.Module
 mapping uint8 RGB images (N, 3, H, W) to features (N, D) can replace it.
+
+The Inception weights file comes from the user (``inception_weights=FILE``, a file copied into the torch
+hub cache) or a download: it is accepted only when its SHA-256 is the published file's, checked before
+anything in it is unpickled, and then read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import warnings
 from collections.abc import Iterable
@@ -20,10 +26,12 @@ from cyclegan.inference.padding import module_device
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+# SHA-256 of that file (its name carries the first 8 hex digits, torch hub's convention)
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 
 class InceptionWeightsError(RuntimeError):
-    """The FID Inception weights are neither at the given path nor downloadable."""
+    """The FID Inception weights are missing, not downloadable, or not the published file."""
 
 
 def _how_to_get_weights(target: Path) -> str:
@@ -54,8 +62,10 @@ def inception_weights_path(weights: str | Path | None = None, *, download: bool 
             + _how_to_get_weights(cached)
         )
     cached.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(INCEPTION_URL, os.fspath(cached), progress=True)
+    try:  # download_url_to_file checks the hash before moving the file into place
+        torch.hub.download_url_to_file(
+            INCEPTION_URL, os.fspath(cached), hash_prefix=INCEPTION_SHA256, progress=True
+        )
     except Exception as error:  # any network failure: the message must tell what to do instead
         raise InceptionWeightsError(
             f"could not download the FID Inception weights from {INCEPTION_URL} ({type(error).__name__}: "
@@ -64,24 +74,60 @@ def inception_weights_path(weights: str | Path | None = None, *, download: bool 
     return cached
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_inception_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The published Inception weights in ``path`` as a state dict; `InceptionWeightsError` (one line,
+    naming the file) for any other file, refused by its SHA-256 before a byte of it is unpickled."""
+    path = Path(path)
+    refused = f"{path} is not a valid FID Inception weights file"
+    found = _sha256(path)
+    if found != INCEPTION_SHA256:
+        raise InceptionWeightsError(
+            f"{refused}: its SHA-256 is {found}, the published {INCEPTION_FILE} has {INCEPTION_SHA256}; "
+            f"refusing to load it (get the original from {INCEPTION_URL})"
+        )
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # the hash matched, so only a changed published file ends up here
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InceptionWeightsError(f"{refused} ({reason})") from None
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(value, torch.Tensor) for value in state_dict.values()
+    ):
+        raise InceptionWeightsError(f"{refused}: it holds no state dict of tensors")
+    return state_dict
+
+
 def inception_extractor(weights: str | Path | None = None, *, download: bool = True) -> nn.Module:
-    """torchmetrics' FID Inception v3 (2048-d pool features) with weights from `inception_weights_path`."""
+    """torchmetrics' FID Inception v3 (2048-d pool features) with weights from `inception_weights_path`,
+    checked and read by `load_inception_state_dict`."""
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
     except ImportError as error:
         raise ImportError("FID needs torch-fidelity: pip install torch-fidelity") from error
     path = inception_weights_path(weights, download=download)
+    state_dict = load_inception_state_dict(path)
+    # torch-fidelity's constructor reads its weights with torch.load(weights_only=False), from a file
+    # or the network. It gets an in-memory copy of the checked tensors instead, written here: nothing
+    # the user's file holds is unpickled outside weights_only loading.
+    checked = io.BytesIO()
+    torch.save(state_dict, checked)
+    checked.seek(0)
+    del state_dict
     try:
-        return NoTrainInceptionV3(
-            "inception-v3-compat", ["2048"], feature_extractor_weights_path=os.fspath(path)
-        )
+        return NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=checked)
     except ModuleNotFoundError as error:
         raise ImportError("FID needs torch-fidelity: pip install torch-fidelity") from error
-    except Exception as error:  # torch.load / load_state_dict failures of any kind: a bad weights file
+    except (RuntimeError, KeyError) as error:  # load_state_dict: keys or shapes of another network
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InceptionWeightsError(
-            f"{path} is not a valid FID Inception weights file ({reason}).\n{_how_to_get_weights(path)}"
-        ) from None
+        raise InceptionWeightsError(f"{path} is not a valid FID Inception weights file ({reason})") from None
 
 
 class _Precomputed(nn.Module):

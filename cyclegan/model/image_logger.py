@@ -48,6 +48,9 @@ class ImageGridLogger(pl.Callback):
     grid as ``<save_dir>/step_<iteration>.png`` (default ``save_dir``: ``<trainer.log_dir or
     default_root_dir>/images``) and send it to W&B (``log_image``) and TensorBoard (``add_image``)
     loggers; other loggers get nothing. Needs a ``training_step`` that returns ``{"visuals": {...}}``.
+
+    When training ends, the last iteration's grid is logged too (unless it was just logged), so every
+    run leaves a picture, also one shorter than ``every_n_steps`` and a ``fast_dev_run``.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class ImageGridLogger(pl.Callback):
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.max_images = max_images
         self._resolved_dir: Path | None = None
+        self._unlogged: tuple[int, Mapping[str, torch.Tensor]] | None = None  # last iteration, if not logged
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # trainer.log_dir broadcasts from rank 0, so it is read here, where every process takes part.
@@ -72,13 +76,26 @@ class ImageGridLogger(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        iteration = trainer.fit_loop.total_batch_idx + 1
-        if iteration % self.every_n_steps or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return
         visuals = outputs.get("visuals") if isinstance(outputs, Mapping) else None
         if not visuals:
             return
-        grid = image_grid(visuals, self.max_images, getattr(pl_module, "grid_rows", None) or GRID_ROWS)
+        iteration = trainer.fit_loop.total_batch_idx + 1
+        if iteration % self.every_n_steps:
+            self._unlogged = (iteration, visuals)
+            return
+        self._unlogged = None
+        self._log_grid(trainer, iteration, visuals)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._unlogged is not None:
+            self._log_grid(trainer, *self._unlogged)
+            self._unlogged = None
+
+    def _log_grid(self, trainer: pl.Trainer, iteration: int, visuals: Mapping[str, torch.Tensor]) -> None:
+        rows = getattr(trainer.lightning_module, "grid_rows", None) or GRID_ROWS
+        grid = image_grid(visuals, self.max_images, rows)
         assert self._resolved_dir is not None, "ImageGridLogger.setup was not called"
         self._resolved_dir.mkdir(parents=True, exist_ok=True)
         save_image(grid, self._resolved_dir / f"step_{iteration:06d}.png")
