@@ -15,10 +15,11 @@ def labels(batch):
     return [int(image[0, 0, 0].item()) for image in batch]
 
 
-def test_pool_size_zero_returns_the_input_and_stores_nothing():
+def test_pool_size_zero_returns_the_input_detached_and_stores_nothing():
     pool = ImagePool(0, torch.Generator().manual_seed(0))
-    batch = images([1, 2, 3])
-    assert pool.query(batch) is batch
+    batch = images([1, 2, 3]).requires_grad_()
+    out = pool.query(batch * 1)  # a generator's output: part of a graph
+    assert torch.equal(out, batch) and out.grad_fn is None and not out.requires_grad
     assert len(pool) == 0
 
 

@@ -90,7 +90,9 @@ class CycleGAN(pl.LightningModule):
     Schedules (``lr_policy``): linear, step, cosine, plateau, stepped once per training epoch.
     ``gradient_clip_val`` clips each optimizer's gradient norm (after fp16 unscaling). A non-finite loss
     skips that optimizer step (both losses are checked before either step, with one device sync per
-    iteration); ``max_consecutive_nonfinite`` such iterations in a row raise
+    iteration), and an iteration with any non-finite loss leaves the image pools and the module's generator
+    as they were, so its fakes (NaN, maybe) never reach a later discriminator step;
+    ``max_consecutive_nonfinite`` such iterations in a row raise
     :class:`NonFiniteLossError` (None never stops). ``channels_last`` and ``compile`` (True, or a dict of
     ``torch.compile`` arguments) apply to the four networks. ``pool_seed`` seeds the image pool's own
     generator (None: derived from ``torch.initial_seed()``, i.e. from ``seed_everything``), offset by the
@@ -391,6 +393,7 @@ class CycleGAN(pl.LightningModule):
         finally:
             self.untoggle_optimizer(opt_g)
 
+        pools_before = self._pool_snapshot()
         self.toggle_optimizer(opt_d)  # freezes both generators
         try:
             loss_D_A = self._discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B))
@@ -400,6 +403,8 @@ class CycleGAN(pl.LightningModule):
         loss_D = loss_D_A + loss_D_B
 
         g_finite, d_finite = self._finite_on_all_processes(loss_G, loss_D)
+        if not (g_finite and d_finite):
+            self._restore_pools(pools_before)
         self._optimizer_step(opt_g, loss_G, g_finite)
         self._optimizer_step(opt_d, loss_D, d_finite)
 
@@ -408,6 +413,18 @@ class CycleGAN(pl.LightningModule):
         self._iteration_log = (values, g_finite, d_finite, batch_size)
         self._track_nonfinite(g_finite and d_finite, loss_G, loss_D, batch_size)
         return {"visuals": {name: image.detach() for name, image in visuals.items()}}
+
+    def _pool_snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Both image pools and the module's generator as they are now, for `_restore_pools`."""
+        return self.fake_A_pool.snapshot(), self.fake_B_pool.snapshot(), self.rng.get_state()
+
+    def _restore_pools(self, snapshot: tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]) -> None:
+        """Undo an iteration's pool queries and draws: a skipped iteration's fakes may be NaN, and a NaN
+        image left in a pool would make later discriminator losses non-finite whenever it is drawn."""
+        fake_A_images, fake_B_images, rng_state = snapshot
+        self.fake_A_pool.restore(fake_A_images)
+        self.fake_B_pool.restore(fake_B_images)
+        self.rng.set_state(rng_state)
 
     def _add_to_epoch_sums(
         self, values: torch.Tensor, g_finite: bool, d_finite: bool, batch_size: int
