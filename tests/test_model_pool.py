@@ -100,6 +100,17 @@ def test_state_dict_round_trip_repeats_the_same_choices():
     assert labels(pool.images) == labels(restored.images)
 
 
+def test_restore_undoes_the_queries_since_the_snapshot():
+    pool = ImagePool(2, torch.Generator().manual_seed(0))
+    pool.query(images([1, 2]))
+    snapshot = pool.snapshot()
+    for step in range(10):
+        pool.query(images([100 + step]))
+    assert labels(pool.images) != [1, 2]
+    pool.restore(snapshot)
+    assert labels(pool.images) == [1, 2]
+
+
 def test_state_dict_holds_cpu_tensors_and_oversized_state_is_rejected():
     pool = ImagePool(2, torch.Generator())
     pool.query(images([1, 2]))
