@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from cyclegan.data.decode import BadImageError, decode_image_bytes
-from cyclegan.data.transforms import EvalTransform, TrainTransform
+from cyclegan.data.transforms import EvalTransform, TrainTransform, to_unit_range
 
 
 def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -205,6 +205,21 @@ def test_flip_off_never_flips_and_crop_is_exact():
     expected = image.float() / 127.5 - 1
     for seed in range(6):
         assert torch.allclose(transform(image, torch.Generator().manual_seed(seed)), expected, atol=1e-6)
+
+
+def test_flip_returns_the_image_or_its_mirror_about_half_the_time():
+    image = _image(40, 40)  # the crop covers it all: only the flip can change it
+    transform = TrainTransform("crop", 40, 40, flip=True)
+    plain, mirror = to_unit_range(image), to_unit_range(image.flip(-1))
+    assert not torch.equal(plain, mirror)
+    flipped = 0
+    trials = 400
+    for seed in range(trials):
+        out = transform(image, torch.Generator().manual_seed(seed))
+        is_plain = torch.equal(out, plain)
+        assert is_plain or torch.equal(out, mirror), f"seed {seed}: neither the image nor its mirror"
+        flipped += not is_plain
+    assert 0.4 < flipped / trials < 0.6
 
 
 @pytest.mark.parametrize(("preprocess", "expected"), [("resize", (64, 64)), ("none", (48, 68))])

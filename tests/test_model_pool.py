@@ -15,10 +15,11 @@ def labels(batch):
     return [int(image[0, 0, 0].item()) for image in batch]
 
 
-def test_pool_size_zero_returns_the_input_and_stores_nothing():
+def test_pool_size_zero_returns_the_input_detached_and_stores_nothing():
     pool = ImagePool(0, torch.Generator().manual_seed(0))
-    batch = images([1, 2, 3])
-    assert pool.query(batch) is batch
+    batch = images([1, 2, 3]).requires_grad_()
+    out = pool.query(batch * 1)  # a generator's output: part of a graph
+    assert torch.equal(out, batch) and out.grad_fn is None and not out.requires_grad
     assert len(pool) == 0
 
 
@@ -97,6 +98,17 @@ def test_state_dict_round_trip_repeats_the_same_choices():
         batch = images([step, step + 50])
         assert labels(pool.query(batch)) == labels(restored.query(batch))
     assert labels(pool.images) == labels(restored.images)
+
+
+def test_restore_undoes_the_queries_since_the_snapshot():
+    pool = ImagePool(2, torch.Generator().manual_seed(0))
+    pool.query(images([1, 2]))
+    snapshot = pool.snapshot()
+    for step in range(10):
+        pool.query(images([100 + step]))
+    assert labels(pool.images) != [1, 2]
+    pool.restore(snapshot)
+    assert labels(pool.images) == [1, 2]
 
 
 def test_state_dict_holds_cpu_tensors_and_oversized_state_is_rejected():

@@ -95,6 +95,14 @@ def test_identity_loss_off_skips_its_generator_passes(lambda_identity, calls_per
     assert ("idt_B" in logged) == (lambda_identity > 0)
 
 
+def test_training_without_an_image_pool():
+    """pool_size 0: the discriminators judge the iteration's own fakes, which must come detached."""
+    model = tiny_model(pool_size=0)
+    run = trainer(max_steps=4)
+    run.fit(model, loader(2))
+    assert run.global_step == 4 and model.nonfinite_total == 0
+
+
 def test_identity_loss_needs_equal_channel_counts():
     with pytest.raises(ValueError, match="needs input_nc == output_nc"):
         CycleGAN({**GEN, "input_nc": 1, "output_nc": 3}, DISC)
@@ -215,7 +223,7 @@ def test_gradient_clipping_bounds_each_step_norm(clip, precision):
 
 
 def test_nonfinite_loss_skips_the_step_and_a_finite_one_resets_the_count():
-    model = tiny_model(max_consecutive_nonfinite=2)
+    model = tiny_model(max_consecutive_nonfinite=2, pool_seed=0)
     before = {name: tensor.clone() for name, tensor in model.netG_A.state_dict().items()}
     run = trainer(max_epochs=1, limit_train_batches=1)
     run.fit(model, loader(1, poison=(0,)))
@@ -228,6 +236,39 @@ def test_nonfinite_loss_skips_the_step_and_a_finite_one_resets_the_count():
     run = trainer(max_epochs=1)
     run.fit(model, loader(3, poison=(1,)))  # finite (resets the count), NaN, finite
     assert model.nonfinite_total == 2 and model.nonfinite_consecutive == 0
+
+
+class PoolRecorder(pl.Callback):
+    """After each iteration: the images of both pools and the module's generator state."""
+
+    def __init__(self):
+        self.after = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        pools = (pl_module.fake_A_pool, pl_module.fake_B_pool)
+        self.after.append(([list(pool.images) for pool in pools], pl_module.rng.get_state()))
+
+
+def test_a_skipped_iteration_leaves_the_image_pools_and_their_generator_as_they_were():
+    model = tiny_model(pool_size=2, pool_seed=0, max_consecutive_nonfinite=None)
+    recorder = PoolRecorder()
+    trainer(max_epochs=1, callbacks=[recorder]).fit(model, loader(4, poison=(2,)))
+    assert model.nonfinite_total == 1
+    (pools_before, rng_before), (pools_after, rng_after) = recorder.after[1:3]  # around the NaN batch
+    assert all(len(images) == 2 for images in pools_before)  # full: a swap could have taken a NaN fake
+    for before, after in zip(pools_before, pools_after, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(before, after, strict=True))
+    assert torch.equal(rng_before, rng_after)
+    for pools, _ in recorder.after:
+        assert all(torch.isfinite(image).all() for images in pools for image in images)
+
+
+def test_one_nonfinite_batch_does_not_poison_the_later_iterations():
+    """Before the fix the NaN fakes of the first batch filled the pools and every later draw of them made
+    the discriminator loss NaN again."""
+    model = tiny_model(pool_size=1, pool_seed=0, max_consecutive_nonfinite=None)
+    trainer(max_epochs=1).fit(model, loader(6, poison=(0,)))
+    assert model.nonfinite_total == 1 and model.nonfinite_consecutive == 0
 
 
 def test_nonfinite_loss_under_fp16_is_skipped_by_the_scaler_and_counted():

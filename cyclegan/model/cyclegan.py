@@ -35,7 +35,9 @@ class CycleGAN(GANModule):
     Losses: ``gan_mode`` lsgan / vanilla / wgangp (with a gradient penalty weighted ``wgangp_lambda``) /
     hinge; cycle L1 weighted ``lambda_A`` / ``lambda_B``; identity L1 weighted ``lambda_identity`` times
     the cycle weight of the target domain (0 turns it off and skips its two generator passes). The
-    discriminators see fakes through image pools of ``pool_size``. The training settings shared by all
+    discriminators see fakes through image pools of ``pool_size``; an iteration with a non-finite loss
+    leaves the pools and the module's generator as they were, so its fakes (NaN, maybe) never reach a later
+    discriminator step. The training settings shared by all
     models (``lr``, schedules, clipping, precision helpers, ...) are described in `GANModule`.
     """
 
@@ -163,13 +165,28 @@ class CycleGAN(GANModule):
                 visuals.update(idt_A=idt_A, idt_B=idt_B)
             losses["G"] = torch.stack(list(losses.values())).sum()
 
+        pools_before = self._pool_snapshot()
         with self.frozen_except("D"):
             losses["D_A"] = self._discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B))
             losses["D_B"] = self._discriminator_loss(self.netD_B, real_A, self.fake_A_pool.query(fake_A))
 
         finite = self.step_optimizers({"G": losses["G"], "D": losses["D_A"] + losses["D_B"]})
+        if not all(finite.values()):
+            self._restore_pools(pools_before)
         self.end_iteration(losses, finite, batch_size)
         return {"visuals": {name: image.detach() for name, image in visuals.items()}}
+
+    def _pool_snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Both image pools and the module's generator as they are now, for `_restore_pools`."""
+        return self.fake_A_pool.snapshot(), self.fake_B_pool.snapshot(), self.rng.get_state()
+
+    def _restore_pools(self, snapshot: tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]) -> None:
+        """Undo an iteration's pool queries and draws: a skipped iteration's fakes may be NaN, and a NaN
+        image left in a pool would make later discriminator losses non-finite whenever it is drawn."""
+        fake_A_images, fake_B_images, rng_state = snapshot
+        self.fake_A_pool.restore(fake_A_images)
+        self.fake_B_pool.restore(fake_B_images)
+        self.rng.set_state(rng_state)
 
     # ------------------------------------------------------------------ evaluation
     def _log_cycle_losses(self, batch: Mapping[str, Any], stage: str) -> None:

@@ -12,7 +12,8 @@ class ImagePool:
 
     While the pool is filling, each new image is stored and returned. Once full, each image is, with
     probability 0.5, swapped for a uniformly chosen stored image (the stored one is returned and the new
-    one takes its place); otherwise it is returned as is. ``pool_size`` 0 returns the input unchanged.
+    one takes its place); otherwise it is returned as is. ``pool_size`` 0 returns the input unchanged
+    (detached).
     All draws come from ``generator`` (a CPU ``torch.Generator`` the caller owns and checkpoints), never
     from the global RNG, so a resumed run makes the same choices.
     """
@@ -29,10 +30,13 @@ class ImagePool:
 
     @torch.no_grad()
     def query(self, images: torch.Tensor) -> torch.Tensor:
-        """Return a batch the size of ``images`` drawn from the pool's history, updating the pool."""
+        """Return a batch the size of ``images`` drawn from the pool's history, updating the pool.
+
+        The batch is detached whatever the pool size: the discriminator's loss must not reach back into
+        the generator's graph, which the generator's backward pass has already freed."""
+        images = images.detach()
         if self.pool_size == 0:
             return images
-        images = images.detach()
         returned = []
         for image in images:
             if len(self.images) < self.pool_size:
@@ -50,6 +54,15 @@ class ImagePool:
             else:
                 returned.append(image)
         return torch.stack(returned)
+
+    def snapshot(self) -> list[torch.Tensor]:
+        """The stored images as they are now, for `restore`; no copies, as `query` replaces a stored image
+        and never changes one in place."""
+        return list(self.images)
+
+    def restore(self, snapshot: list[torch.Tensor]) -> None:
+        """Undo the queries made since ``snapshot``; the generator's state is the owner's to restore."""
+        self.images = list(snapshot)
 
     def state_dict(self) -> dict[str, Any]:
         """The stored images, on CPU so a checkpoint loads anywhere; the owner saves the generator."""
