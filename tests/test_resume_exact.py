@@ -144,13 +144,6 @@ def test_resume_is_bitwise_identical(
     assert_resume_is_exact(straight_run, checkpoint, where, extra, tmp_path / "resumed", monkeypatch)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the data module's DataLoader draws its worker base seed from the global torch RNG when the "
-    "resumed run creates its first iterator, after the RNGs were restored: one draw the straight run made "
-    "before the checkpoint (issue 17; fix: give the DataLoader its own generator)",
-)
 def test_resume_with_dropout_is_bitwise_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Dropout draws from the global torch RNG, which the default configuration never does: the
     resume is exact only if `TrainingStateCheckpoint` restores it."""

@@ -225,6 +225,11 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             worker_init_fn=ignore_stop_signals,
+            # The loader's own generator for its worker base seeds: drawn from the global torch RNG, they
+            # would shift it each time an iterator starts, and a resumed run (which starts one after the
+            # RNGs are restored) would draw dropout and the like one step off. Our samples draw nothing
+            # from the workers' RNGs (see sampling.py), so these seeds only keep the global RNG untouched.
+            generator=torch.Generator().manual_seed(self.seed),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
