@@ -238,3 +238,46 @@ def test_images_in_a_symlinked_folder_are_found_and_a_link_loop_ends(tmp_path):
         Path("trainB/again/far.jpg")
     ]
     assert next(iter(dm.train_dataloader()))["B"].shape == (1, 3, 32, 32)
+
+
+def test_cyclegan_train_runs_on_a_folder_holding_every_hostile_file_at_once(tmp_path):
+    """The console script end to end: trainB's images only in a symlinked folder, and in trainA a FIFO,
+    a damaged PNG and a name that is not UTF-8 next to ordinary images."""
+    root = tmp_path / "data"
+    make_domains(root, count=2)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for path in (root / "trainB").iterdir():
+        path.rename(elsewhere / path.name)
+    (root / "trainB" / "linked").symlink_to(elsewhere)
+    os.mkfifo(root / "trainA" / "pipe.png")
+    (root / "trainA" / "damaged.png").write_bytes(damaged_pngs()["claims_2x2_holds_1_row"])
+    write_jpeg(bytes(root / "trainA") + b"/" + NON_UTF8_NAME, seed=5)
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cyclegan-train")),
+            "data=folder",
+            f"data.root={root}",
+            "data.load_size=36",
+            "data.crop_size=32",
+            "data.num_workers=2",
+            "data.serial_batches=true",
+            "model.generator.ngf=4",
+            "model.generator.n_blocks=1",
+            "model.discriminator.ndf=4",
+            "trainer=cpu",
+            "trainer.max_epochs=1",
+            "trainer.limit_val_batches=0",
+            "trainer.enable_progress_bar=false",
+            "logger=csv",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    printed = (run.stdout + run.stderr).decode(errors="replace")  # Hydra logs warnings to stdout
+    assert run.returncode == 0, printed[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert "pipe.png" in printed and "not regular files" in printed
+    assert "damaged.png" in printed and "damaged PNG" in printed
