@@ -276,3 +276,41 @@ def test_an_onnx_export_translates_like_its_source_and_refuses_tiling(tmp_path):
         run_translate(
             translate_config([*common, f"checkpoint={onnx_file}", f"output={tmp_path / 't'}", "tile_size=16"])
         )
+
+
+def test_an_onnx_file_that_keeps_its_weights_elsewhere_is_refused(tmp_path):
+    import onnx
+
+    from cyclegan.callbacks.checkpoint_io import CheckpointError
+
+    checkpoint = reference_generator_file(tmp_path / "latest_net_G.pth")
+    onnx_file = export_generator(open_generator(checkpoint), "onnx", tmp_path / "g.onnx")
+    model = onnx.load(str(onnx_file))
+    onnx.save_model(model, str(onnx_file), save_as_external_data=True, location="w.bin", size_threshold=0)
+    with pytest.raises(CheckpointError, match=r"g\.onnx keeps weights in other files"):
+        load_generator(onnx_file)
+
+
+def test_without_onnxruntime_an_onnx_file_is_one_line_naming_the_extra(tmp_path):
+    checkpoint = reference_generator_file(tmp_path / "latest_net_G.pth")
+    onnx_file = export_generator(open_generator(checkpoint), "onnx", tmp_path / "g.onnx")
+    photo(20, 24).save(tmp_path / "x.png")
+    argv = [
+        "cyclegan-translate",
+        f"checkpoint={onnx_file}",
+        f"input={tmp_path / 'x.png'}",
+        f"output={tmp_path}/o",
+    ]
+    code = (
+        "import sys\n"
+        "sys.modules['onnxruntime'] = None  # as if not installed: importing it raises ImportError\n"
+        f"sys.argv = {argv!r}\n"
+        "from cyclegan.cli.translate import main\n"
+        "main()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.strip() == (
+        "cyclegan-translate: error: onnxruntime is not installed; install the onnx extra: "
+        "pip install 'cyclegan[onnx]'"
+    )
