@@ -178,6 +178,27 @@ def test_a_damaged_png_in_training_is_skipped_and_counted(tmp_path):
     assert "damaged.png" in run.stderr and "damaged PNG" in run.stderr
 
 
+def test_every_data_module_stands_alone_and_decoding_leaves_lightning_out():
+    """cyclegan.data exports lazily: its decoder and file listing (which inference uses) load without
+    Lightning, and no data module imports another cyclegan package."""
+    run = run_python(
+        """
+        import importlib, pkgutil, sys
+        import cyclegan.data.decode, cyclegan.data.files
+        assert "pytorch_lightning" not in sys.modules, "decode/files pulled in Lightning"
+        import cyclegan.data
+        for module in pkgutil.iter_modules(cyclegan.data.__path__):
+            importlib.import_module(f"cyclegan.data.{module.name}")
+        for name in cyclegan.data.__all__:
+            getattr(cyclegan.data, name)
+        print(sorted(m for m in sys.modules if m.split(".")[:2] not in (["cyclegan"], ["cyclegan", "data"])
+                     and m.startswith("cyclegan")))
+        """
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"
+
+
 # ------------------------------------------------------------------------------- names and file types
 def test_path_table_keeps_names_that_are_not_utf8():
     names = [os.fsdecode(b"/data/" + NON_UTF8_NAME), "/data/plain.jpg", "/data/\u00e9t\u00e9.png"]

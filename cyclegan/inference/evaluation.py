@@ -13,6 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cyclegan.data.decode import BadImageError
+from cyclegan.inference.files import NOT_REGULAR, find_inputs
 from cyclegan.inference.images import read_network_image
 from cyclegan.inference.metrics import DistributionScores, score_translations
 from cyclegan.inference.translation import run_batch
@@ -48,8 +49,6 @@ def image_batches(
     skipped: list[tuple[Path, str]],
 ) -> Iterator[torch.Tensor]:
     """(N, C, H, W) batches in [-1, 1] of the folder's images (sorted), grouping equal sizes."""
-    from cyclegan.inference.files import NOT_REGULAR, find_inputs
-
     found = find_inputs(folder)
     skipped.extend((path, NOT_REGULAR) for path in found.not_regular)
     pending: list[torch.Tensor] = []
