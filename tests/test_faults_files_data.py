@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 from PIL import Image
 
@@ -261,6 +262,7 @@ def test_images_in_a_symlinked_folder_are_found_and_a_link_loop_ends(tmp_path):
     assert next(iter(dm.train_dataloader()))["B"].shape == (1, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_cyclegan_train_runs_on_a_folder_holding_every_hostile_file_at_once(tmp_path):
     """The console script end to end: trainB's images only in a symlinked folder, and in trainA a FIFO,
     a damaged PNG and a name that is not UTF-8 next to ordinary images."""
