@@ -101,11 +101,16 @@ def test_safetensors_file_gets_the_usual_permissions(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by others, as torch.save files are
 
 
-def test_an_onnx_export_given_to_load_generator_says_to_use_onnxruntime(tmp_path):
+def test_an_onnx_export_loads_back_by_content_and_runs_in_onnxruntime(tmp_path):
     source = tmp_path / "latest_net_G.pth"
     reference_generator_file(source)
     path = export_generator(open_generator(source), "onnx", tmp_path / "model.bin")  # content, not name
     output_dims = onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in output_dims] == ["batch", 3, "height", "width"]
-    with pytest.raises(CheckpointError, match=r"model\.bin is an ONNX file: run it with onnxruntime"):
-        load_generator(path)
+    loaded = open_generator(path)
+    assert loaded.kind == "onnx" and loaded.direction == "AtoB"
+    image = torch.rand(2, 3, 37, 53) * 2 - 1
+    with torch.no_grad():
+        assert (loaded.module(image) - load_generator(source)(image)).abs().max() < 1e-4
+    with pytest.raises(CheckpointError, match="holds the AtoB generator only"):
+        load_generator(path, "BtoA")

@@ -84,7 +84,7 @@ def test_torchscript_generators_cannot_be_tiled(generator, tmp_path):
     source = tmp_path / "latest_net_G.pth"
     reference_generator_file(source)
     scripted = load_generator(export_generator(open_generator(source), "torchscript", tmp_path / "g.pt"))
-    with pytest.raises(ValueError, match="TorchScript modules cannot be tiled"):
+    with pytest.raises(ValueError, match="TorchScript and ONNX files cannot be tiled"):
         translate(scripted, torch.zeros(1, 3, 32, 32), tile_size=16)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from cyclegan.cli.settings import require_settings, run_or_exit
 from cyclegan.inference.checkpoints import check_direction, open_generator
-from cyclegan.inference.export import check_format, export_generator, verify_onnx
+from cyclegan.inference.export import check_format, check_output, export_generator, verify_onnx
 
 
 def run_export(cfg: DictConfig) -> dict[str, object]:
@@ -15,8 +17,9 @@ def run_export(cfg: DictConfig) -> dict[str, object]:
     require_settings(cfg)
     check_format(cfg.format)
     check_direction(cfg.direction)
+    check_output(Path(cfg.output), [Path(cfg.checkpoint)], overwrite=cfg.overwrite)
     loaded = open_generator(cfg.checkpoint, cfg.direction)
-    path = export_generator(loaded, cfg.format, cfg.output)
+    path = export_generator(loaded, cfg.format, cfg.output, overwrite=cfg.overwrite)
     result: dict[str, object] = {"output": str(path), "format": cfg.format, "direction": cfg.direction}
     if cfg.format == "onnx" and cfg.verify:
         result["onnxruntime_max_abs_diff"] = verify_onnx(loaded.module, path)

@@ -10,12 +10,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.inference.onnx_generator import OnnxUnavailableError
 from cyclegan.inference.translation import autocast_for, resolve_device
 
 T = TypeVar("T")
 
 # What a command reports as ``NAME: error: ...`` (exit status 2) instead of a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, FileNotFoundError, ValueError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError,
+    FileNotFoundError,
+    ValueError,
+    OnnxUnavailableError,
+)
 
 
 def missing_settings(cfg: DictConfig) -> list[str]:

@@ -63,7 +63,7 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def _data_problems(data: DictConfig) -> list[str]:
-    from cyclegan.data import IMAGE_EXTENSIONS, PREPROCESS_MODES
+    from cyclegan.data import PREPROCESS_MODES
 
     problems = []
     preprocess = data.get("preprocess", "resize_and_crop")
@@ -81,11 +81,11 @@ def _data_problems(data: DictConfig) -> list[str]:
         problems.append(f"data.batch_size={data.batch_size}: must be >= 1")
     root = str(data.root)
     if "://" not in root:  # remote roots (fsspec URLs) are checked by the data module itself
-        problems += _dataset_folder_problems(root, IMAGE_EXTENSIONS)
+        problems += _dataset_folder_problems(root)
     return problems
 
 
-def _dataset_folder_problems(root: str, extensions: tuple[str, ...]) -> list[str]:
+def _dataset_folder_problems(root: str) -> list[str]:
     """One line per problem with the dataset folder: missing root, missing splits, empty splits."""
     where = "" if Path(root).is_absolute() else f", relative to the working directory {Path.cwd()}"
     get_one = "get a reference dataset with cyclegan-download NAME or pass data.root=DIR"
@@ -100,12 +100,14 @@ def _dataset_folder_problems(root: str, extensions: tuple[str, ...]) -> list[str
     return [
         f"data.root={root}: dataset folder {Path(root) / split} holds no image file"
         for split in ("trainA", "trainB")
-        if not _has_image(Path(root) / split, extensions)
+        if not _has_image(Path(root) / split)
     ]
 
 
-def _has_image(folder: Path, extensions: tuple[str, ...]) -> bool:
-    return any(any(name.lower().endswith(extensions) for name in files) for _, _, files in os.walk(folder))
+def _has_image(folder: Path) -> bool:
+    from cyclegan.data.files import find_local_images  # as the data module lists: symlinks followed
+
+    return bool(find_local_images(folder).images)
 
 
 def _model_problems(model: DictConfig, data: DictConfig) -> list[str]:

@@ -11,7 +11,21 @@ from omegaconf import DictConfig
 from cyclegan.cli.settings import check_inference_settings, inference_options, require_settings, run_or_exit
 from cyclegan.inference.checkpoints import detect_kind, open_generator
 from cyclegan.inference.evaluation import directions_for
-from cyclegan.inference.files import TranslationReport, find_inputs, plan_outputs, translate_files
+from cyclegan.inference.files import (
+    NOT_REGULAR,
+    TranslationReport,
+    find_inputs,
+    plan_outputs,
+    translate_files,
+)
+
+
+def check_translate_settings(cfg: DictConfig) -> None:
+    """Raise a ValueError naming ``jpeg_quality`` or ``max_pixels`` when out of range."""
+    if not 1 <= cfg.jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be between 1 and 100, got {cfg.jpeg_quality}")
+    if cfg.max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive number of pixels, got {cfg.max_pixels}")
 
 
 def run_translate(cfg: DictConfig) -> dict[str, TranslationReport]:
@@ -20,7 +34,8 @@ def run_translate(cfg: DictConfig) -> dict[str, TranslationReport]:
     directions = directions_for(cfg.direction)
     detect_kind(Path(cfg.checkpoint))  # a missing checkpoint is reported before anything else
     device = check_inference_settings(cfg)
-    inputs = find_inputs(cfg.input)
+    check_translate_settings(cfg)
+    inputs, not_regular = find_inputs(cfg.input)
     if not inputs:
         raise FileNotFoundError(f"no image files found in input={cfg.input}")
     output = Path(cfg.output)
@@ -41,8 +56,11 @@ def run_translate(cfg: DictConfig) -> dict[str, TranslationReport]:
             tile_size=cfg.tile_size,
             tile_overlap=cfg.tile_overlap,
             description=direction,
+            max_pixels=cfg.max_pixels,
+            jpeg_quality=cfg.jpeg_quality,
             **inference_options(cfg),
         )
+        reports[direction].skipped[:0] = [(path, NOT_REGULAR) for path in not_regular]
     return reports
 
 

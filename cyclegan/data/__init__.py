@@ -1,21 +1,29 @@
-"""cyclegan.data: unpaired two-domain image data (LightningDataModule) and reference dataset downloads.
+"""cyclegan.data: unpaired two-domain image data (LightningDataModule), decoding and dataset downloads.
 
 Stands alone: imports nothing from cyclegan.ops, cyclegan.nn, cyclegan.model or cyclegan.cli.
 """
 
-from cyclegan.data.datamodule import UnpairedImageDataModule
-from cyclegan.data.decode import BadImageError
-from cyclegan.data.download import DATASET_NAMES, DatasetDownloadError, download_dataset
-from cyclegan.data.files import IMAGE_EXTENSIONS
-from cyclegan.data.transforms import PREPROCESS_MODES, TEST_PREPROCESS_MODES
+import importlib
+from typing import Any
 
-__all__ = [
-    "DATASET_NAMES",
-    "IMAGE_EXTENSIONS",
-    "PREPROCESS_MODES",
-    "TEST_PREPROCESS_MODES",
-    "BadImageError",
-    "DatasetDownloadError",
-    "UnpairedImageDataModule",
-    "download_dataset",
-]
+# Loaded on first use, so that `cyclegan.data.decode` and `cyclegan.data.files` (used by inference) do
+# not pull in Lightning through the datamodule.
+_EXPORTS = {
+    "UnpairedImageDataModule": "datamodule",
+    "BadImageError": "decode",
+    "DATASET_NAMES": "download",
+    "DatasetDownloadError": "download",
+    "download_dataset": "download",
+    "IMAGE_EXTENSIONS": "files",
+    "PREPROCESS_MODES": "transforms",
+    "TEST_PREPROCESS_MODES": "transforms",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"cyclegan.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'cyclegan.data' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

@@ -2,10 +2,12 @@
 
 `download_dataset(name, root)` fetches BASE_URL/NAME.zip into ROOT/.NAME.zip.part (resuming it with an
 HTTP Range request when a previous run was cut off), checks its size against what the server declared,
-refuses archives with entries that would land outside the target folder, extracts into a temporary
-folder under ROOT and renames that to ROOT/NAME only when everything succeeded. So ROOT/NAME exists only
-as a complete dataset. The base URL comes from the argument, else $CYCLEGAN_DATASET_URL, else the
-original host (which goes down at times).
+refuses archives with entries that would land outside the target folder, that clash (a file and a
+folder of one name), that compress suspiciously well (zip bombs) or that would not fit on the disk,
+extracts into a temporary folder under ROOT and renames that to ROOT/NAME only when everything
+succeeded. So ROOT/NAME exists only as a complete dataset. A refused archive's download is removed, so
+that the next try (say, from a mirror) starts afresh. The base URL comes from the argument, else
+$CYCLEGAN_DATASET_URL, else the original host (which goes down at times).
 """
 
 from __future__ import annotations
@@ -48,10 +50,18 @@ DATASET_NAMES: tuple[str, ...] = (
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 BASE_URL_ENV = "CYCLEGAN_DATASET_URL"
 _CHUNK = 1 << 20
+# The reference datasets are JPEGs, which deflate barely at all; a member over _RATIO_CHECKED_FROM bytes
+# that claims to shrink more than this is a zip bomb.
+MAX_COMPRESSION_RATIO = 100
+_RATIO_CHECKED_FROM = 1 << 20
 
 
 class DatasetDownloadError(RuntimeError):
     """A dataset could not be downloaded or extracted; the message says what and where."""
+
+
+class BadArchiveError(DatasetDownloadError):
+    """The archive itself is refused (unsafe, clashing or bomb-like entries); its download is dropped."""
 
 
 def dataset_url(name: str, base_url: str | None = None) -> str:
@@ -94,6 +104,9 @@ def download_dataset(
         raise DatasetDownloadError(
             f"{url} is not a valid zip archive ({error}); nothing was extracted"
         ) from error
+    except BadArchiveError as error:
+        partial.unlink(missing_ok=True)  # refused as served: the next call must start over
+        raise BadArchiveError(f"{error}; nothing was extracted and the download was removed") from error
     partial.unlink()
     return target
 
@@ -189,28 +202,75 @@ def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def clashing_member(members: list[zipfile.ZipInfo]) -> str | None:
+    """A name the archive uses both for a file and for a folder (it cannot be extracted), else None."""
+    files, folders = set(), set()
+    for info in members:
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        folders.update("/".join(parts[:end]) for end in range(1, len(parts)))
+        (folders if info.is_dir() else files).add("/".join(parts))
+    return min(files & folders, default=None)
+
+
+def bomb_member(members: list[zipfile.ZipInfo]) -> zipfile.ZipInfo | None:
+    """The first member that claims to inflate more than MAX_COMPRESSION_RATIO times, else None."""
+    return next(
+        (
+            info
+            for info in members
+            if info.file_size > _RATIO_CHECKED_FROM
+            and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)
+        ),
+        None,
+    )
+
+
+def check_members(archive: Path, members: list[zipfile.ZipInfo], folder: Path) -> None:
+    """Refuse, before anything is written, an archive that is empty, unsafe, clashing or a zip bomb
+    (BadArchiveError), or that would not fit in the free space of ``folder`` (DatasetDownloadError)."""
+    if not members:
+        raise BadArchiveError(f"{archive} is an empty archive")
+    for info in members:
+        reason = unsafe_member(info)
+        if reason is not None:
+            raise BadArchiveError(f"refusing {archive}: entry {info.filename!r} is unsafe ({reason})")
+    clash = clashing_member(members)
+    if clash is not None:
+        raise BadArchiveError(f"refusing {archive}: {clash!r} is both a file and a folder in it")
+    bomb = bomb_member(members)
+    if bomb is not None:
+        raise BadArchiveError(
+            f"refusing {archive}: entry {bomb.filename!r} would inflate {bomb.compress_size} bytes into "
+            f"{bomb.file_size} (over {MAX_COMPRESSION_RATIO}:1, a zip bomb)"
+        )
+    needed = sum(info.file_size for info in members)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DatasetDownloadError(
+            f"{archive} unpacks to {needed / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB are free in "
+            f"{folder}; free some space and run again (the download is kept)"
+        )
+
+
 def extract_atomically(archive: Path, target: Path) -> None:
     """Extract archive so that `target` appears complete or not at all.
 
-    Every entry is checked first (zip-slip: no absolute paths, no '..', no links). Extraction goes to a
-    temporary folder beside `target`, renamed into place at the end. A single top-level folder in the
-    archive (the reference zips hold NAME/trainA/...) becomes `target` itself.
+    Every entry is checked first (`check_members`: zip-slip, clashes, bombs, free space). zipfile writes
+    no member past the size the archive declares for it and checks its CRC, so a member whose data
+    inflates beyond its declared size fails (BadZipFile) instead of filling the disk. Extraction goes to
+    a temporary folder beside `target`, renamed into place at the end, and removed on any failure. A
+    single top-level folder in the archive (the reference zips hold NAME/trainA/...) becomes `target`.
     """
     with zipfile.ZipFile(archive) as bundle:
         members = bundle.infolist()
-        if not members:
-            raise DatasetDownloadError(f"{archive} is an empty archive")
-        for info in members:
-            reason = unsafe_member(info)
-            if reason is not None:
-                raise DatasetDownloadError(
-                    f"refusing {archive}: entry {info.filename!r} is unsafe ({reason})"
-                )
+        check_members(archive, members, target.parent)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extracting-", dir=target.parent))
         try:
             bundle.extractall(staging)
             entries = list(staging.iterdir())
             content = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
             os.rename(content, target)
+        except OSError as error:
+            raise DatasetDownloadError(f"cannot extract {archive} into {target.parent}: {error}") from error
         finally:
             shutil.rmtree(staging, ignore_errors=True)

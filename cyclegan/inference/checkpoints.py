@@ -1,5 +1,6 @@
 """Load one generator, ready to run, from any file kind we know: Lightning checkpoint, reference ``.pth``,
-exported TorchScript or safetensors. The kind is read from the file's content, never from its name."""
+exported TorchScript, safetensors or ONNX. The kind is read from the file's content, never from its name,
+and every setting a file declares is checked before a network is built from it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from cyclegan.inference.generator_settings import build_declared_generator, checked_generator_settings
+from cyclegan.inference.onnx_generator import OnnxGenerator, external_data_tensors, start_session
 from cyclegan.inference.padding import PadCropGenerator, size_multiple_of
-from cyclegan.nn import build_generator, load_reference_weights
+from cyclegan.nn import load_reference_weights
 
 DIRECTIONS = ("AtoB", "BtoA")
 # Name of the JSON record exported files carry (TorchScript extra file, safetensors metadata key).
@@ -28,10 +31,11 @@ _REFERENCE_NAME = re.compile(r"^(?P<stem>.*net_G_)(?P<domain>[AB])\.pth$")
 class LoadedGenerator:
     """A generator wrapped for full-resolution use, plus what we know about where it came from.
 
-    ``config`` holds the build_generator kwargs (None for TorchScript, whose code is in the file).
+    ``config`` holds the build_generator kwargs (for TorchScript and ONNX, whose network is in the file,
+    what its metadata says).
     """
 
-    module: PadCropGenerator | torch.jit.ScriptModule
+    module: PadCropGenerator | torch.jit.ScriptModule | OnnxGenerator
     direction: str
     kind: str
     config: dict[str, Any] | None
@@ -91,11 +95,7 @@ def open_generator(
     elif kind == "torchscript":
         loaded = _open_torchscript(path, direction)
     elif _is_onnx(path):
-        raise checkpoint_error(
-            f"{path} is an ONNX file: run it with onnxruntime (input 'image', output 'translated', "
-            "(N, C, H, W) in [-1, 1]); load_generator and cyclegan-translate read checkpoints, reference "
-            ".pth files and cyclegan-export's torchscript or safetensors files"
-        )
+        loaded = _open_onnx(path, direction, torch.device(device))
     else:
         checkpoint = _read_torch_file(path)
         if "state_dict" in checkpoint and "hyper_parameters" in checkpoint:
@@ -159,7 +159,7 @@ def _open_lightning(path: Path, checkpoint: dict[str, Any], direction: str) -> L
         raise checkpoint_error(
             f"{path}: hyper_parameters has no 'generator' settings dict; not a CycleGAN checkpoint"
         )
-    config = dict(hparams["generator"])
+    config = checked_generator_settings(hparams["generator"], path, checkpoint_error)
     # Directions name the dataset's folders (A: trainA/testA). Trained with data.direction=BtoA, the
     # model's G_A maps the B folders to A, so folder direction AtoB is its G_B.
     data_direction = (checkpoint.get("datamodule_hyper_parameters") or {}).get("direction", "AtoB")
@@ -172,7 +172,7 @@ def _open_lightning(path: Path, checkpoint: dict[str, Any], direction: str) -> L
     }
     if not state_dict:
         raise checkpoint_error(f"{path} holds no '{prefix}*' weights for direction {direction}")
-    generator = build_generator(**config)
+    generator = build_declared_generator(config, path, checkpoint_error)
     _load_weights(generator, state_dict, path, f"the {prefix[:-1]} weights")
     return LoadedGenerator(wrap(generator, config), direction, "lightning", config, path)
 
@@ -213,14 +213,21 @@ def _open_reference(path: Path, state_dict: dict[str, torch.Tensor], direction: 
 
 
 def _read_metadata(text: str | None, path: Path) -> dict[str, Any]:
+    """The JSON record cyclegan-export wrote, checked to name a direction."""
     if not text:
         raise checkpoint_error(
             f"{path} has no '{METADATA_KEY}' metadata: it was not exported by cyclegan-export"
         )
     try:
-        return json.loads(text)
+        metadata = json.loads(text)
     except json.JSONDecodeError as error:
         raise checkpoint_error(f"{path}: its '{METADATA_KEY}' metadata is not valid JSON ({error})") from None
+    if not isinstance(metadata, dict) or metadata.get("direction") not in DIRECTIONS:
+        found = metadata.get("direction") if isinstance(metadata, dict) else metadata
+        raise checkpoint_error(
+            f"{path}: its '{METADATA_KEY}' metadata must name a direction {list(DIRECTIONS)}, got {found!r}"
+        )
+    return metadata
 
 
 def _check_exported_direction(path: Path, stored: str, direction: str) -> None:
@@ -241,8 +248,8 @@ def _open_safetensors(path: Path, direction: str) -> LoadedGenerator:
     except (SafetensorError, OSError) as error:
         raise checkpoint_error(f"cannot read safetensors file {path}: {error}") from None
     _check_exported_direction(path, metadata["direction"], direction)
-    config = metadata["generator"]
-    generator = build_generator(**config)
+    config = checked_generator_settings(metadata.get("generator"), path, checkpoint_error)
+    generator = build_declared_generator(config, path, checkpoint_error)
     _load_weights(generator, state_dict, path, "the weights")
     return LoadedGenerator(wrap(generator, config), direction, "safetensors", config, path)
 
@@ -259,3 +266,23 @@ def _open_torchscript(path: Path, direction: str) -> LoadedGenerator:
     metadata = _read_metadata(extra[f"{METADATA_KEY}.json"], path)
     _check_exported_direction(path, metadata["direction"], direction)
     return LoadedGenerator(module, direction, "torchscript", metadata.get("generator"), path)
+
+
+def _open_onnx(path: Path, direction: str, device: torch.device) -> LoadedGenerator:
+    external = external_data_tensors(path)
+    if external:
+        raise checkpoint_error(
+            f"{path} keeps weights in other files ({', '.join(external[:3])}); cyclegan-export writes "
+            "self-contained ONNX files, and an external data path may point anywhere: refusing it"
+        )
+    try:
+        session, metadata_map = start_session(path, device)
+    except ValueError as error:
+        raise checkpoint_error(str(error)) from None
+    metadata = _read_metadata(metadata_map.get(METADATA_KEY), path)
+    _check_exported_direction(path, metadata["direction"], direction)
+    channels = [metadata.get(key) for key in ("input_nc", "output_nc")]
+    if not all(isinstance(count, int) and not isinstance(count, bool) and count > 0 for count in channels):
+        raise checkpoint_error(f"{path}: its '{METADATA_KEY}' metadata lacks valid input_nc and output_nc")
+    module = OnnxGenerator(session, *channels)
+    return LoadedGenerator(module, direction, "onnx", metadata.get("generator"), path)

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cyclegan.inference.images import pil_to_network, read_image, resize_shorter_side
+from cyclegan.data.decode import BadImageError
+from cyclegan.inference.files import NOT_REGULAR, find_inputs
+from cyclegan.inference.images import read_network_image
 from cyclegan.inference.metrics import DistributionScores, score_translations
 from cyclegan.inference.translation import run_batch
 
@@ -47,18 +49,14 @@ def image_batches(
     skipped: list[tuple[Path, str]],
 ) -> Iterator[torch.Tensor]:
     """(N, C, H, W) batches in [-1, 1] of the folder's images (sorted), grouping equal sizes."""
-    from cyclegan.inference.files import find_inputs
-
-    inputs = find_inputs(folder)[:max_images]
+    found = find_inputs(folder)
+    skipped.extend((path, NOT_REGULAR) for path in found.not_regular)
     pending: list[torch.Tensor] = []
-    for item in inputs:
+    for item in found.files[:max_images]:
         try:
-            image = read_image(item.path)
-            if resize is not None:
-                image = resize_shorter_side(image, resize)
-            tensor = pil_to_network(image, channels).tensor
-        except (OSError, ValueError, SyntaxError) as error:
-            skipped.append((item.path, f"{type(error).__name__}: {error}"))
+            tensor = read_network_image(item.path, channels, resize=resize).tensor
+        except BadImageError as error:
+            skipped.append((item.path, error.reason))
             continue
         if pending and (len(pending) == batch_size or pending[0].shape != tensor.shape):
             yield torch.stack(pending)

@@ -3,14 +3,16 @@
 ONNX and TorchScript files hold the pad/crop wrapper, so they take (batch, channels, height, width) in
 [-1, 1] of any size. InstanceNorm runs through its PyTorch path while exporting (the Triton kernels are a
 custom op no exporter knows). safetensors holds the weights plus, in its metadata, the generator settings
-and direction `load_generator` needs to rebuild the network.
+and direction `load_generator` needs to rebuild the network. The file is written under a temporary name
+beside the output and renamed into place, so an existing file is replaced whole or not at all.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,12 +20,12 @@ import torch
 from torch import nn
 
 from cyclegan.inference.checkpoints import METADATA_KEY, LoadedGenerator
+from cyclegan.inference.onnx_generator import ONNX_INPUT, ONNX_OUTPUT, import_onnx
+from cyclegan.inference.output_paths import check_output_folder, same_file_as_any
 from cyclegan.inference.padding import PadCropGenerator
 from cyclegan.nn import InstanceNorm2d
 
 FORMATS = ("onnx", "torchscript", "safetensors")
-ONNX_INPUT = "image"
-ONNX_OUTPUT = "translated"
 ONNX_OPSET = 18
 
 
@@ -66,8 +68,26 @@ def _example_input(module: PadCropGenerator) -> torch.Tensor:
     return torch.rand(2, module.input_nc, size, size + module.multiple) * 2 - 1
 
 
-def export_generator(loaded: LoadedGenerator, fmt: str, output: str | Path) -> Path:
-    """Write ``loaded``'s generator to ``output`` in ``fmt``; returns the path written."""
+def check_output(output: Path, sources: Iterable[Path], *, overwrite: bool) -> None:
+    """Raise a ValueError when writing ``output`` would replace one of ``sources`` (by any name: symlinks
+    and hard links included), replace another file without ``overwrite``, or replace a folder."""
+    if output.is_dir():
+        raise ValueError(f"output={output} is a folder; name the file to write, e.g. {output}/generator.onnx")
+    check_output_folder(output.parent)
+    source = same_file_as_any(output, sources)
+    if source is not None:
+        raise ValueError(f"output={output} is the checkpoint being exported ({source}); choose another file")
+    if output.exists() and not overwrite:
+        raise ValueError(f"output={output} exists; pass overwrite=true to replace it")
+
+
+def export_generator(
+    loaded: LoadedGenerator, fmt: str, output: str | Path, *, overwrite: bool = False
+) -> Path:
+    """Write ``loaded``'s generator to ``output`` in ``fmt``; returns the path written.
+
+    Never replaces the file it was loaded from; replaces another existing file only with ``overwrite``.
+    """
     check_format(fmt)
     module = loaded.module
     if not isinstance(module, PadCropGenerator):
@@ -75,8 +95,19 @@ def export_generator(loaded: LoadedGenerator, fmt: str, output: str | Path) -> P
             f"{loaded.path} is a {loaded.kind} file; export from a checkpoint or reference weights"
         )
     output = Path(output)
+    check_output(output, [loaded.path], overwrite=overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     module = module.cpu().eval()
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    try:
+        _write(module, loaded, fmt, partial)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return output
+
+
+def _write(module: PadCropGenerator, loaded: LoadedGenerator, fmt: str, output: Path) -> None:
     if fmt == "safetensors":
         from safetensors.torch import save
 
@@ -96,12 +127,11 @@ def export_generator(loaded: LoadedGenerator, fmt: str, output: str | Path) -> P
             torch.jit.save(scripted, str(output), _extra_files={f"{METADATA_KEY}.json": _metadata(loaded)})
     else:
         _export_onnx(module, output, _metadata(loaded))
-    return output
 
 
 def _export_onnx(module: PadCropGenerator, output: Path, metadata: str) -> None:
     """Export with the dynamo exporter (torch.export), batch, height and width dynamic."""
-    import onnx
+    onnx = import_onnx("onnx")
 
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     with torch_norm_backend(module), torch.no_grad():
@@ -132,8 +162,7 @@ def verify_onnx(
     module: nn.Module, path: str | Path, shapes: tuple[tuple[int, int, int], ...] = ((1, 64, 48), (2, 37, 53))
 ) -> float:
     """Largest |onnxruntime - PyTorch| over random inputs of the given (batch, height, width) shapes."""
-    import onnxruntime
-
+    onnxruntime = import_onnx("onnxruntime")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     module = module.cpu().eval()
     worst = 0.0

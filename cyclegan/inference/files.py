@@ -8,21 +8,25 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from cyclegan.data.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError
+from cyclegan.data.files import IMAGE_EXTENSIONS, find_local_images
 from cyclegan.inference.images import (
-    IMAGE_EXTENSIONS,
+    DEFAULT_JPEG_QUALITY,
     NetworkImage,
     network_to_pil,
-    pil_to_network,
-    read_image,
-    resize_shorter_side,
+    read_network_image,
     write_image,
 )
+from cyclegan.inference.output_paths import check_output_folder, file_identity
 from cyclegan.inference.translation import run_batch
+
+NOT_REGULAR = "not a regular file (a FIFO, socket, device or broken link): never read"
 
 
 @dataclass(frozen=True)
@@ -41,36 +45,51 @@ class TranslationReport:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def summary(self) -> str:
+        """One line of counts, then one line per skipped file (bytes of a name that is not UTF-8 shown
+        as \\xNN, so the text prints on any terminal)."""
         lines = [f"translated {len(self.written)} image(s), skipped {len(self.skipped)}"]
         lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
-        return "\n".join(lines)
+        return "\n".join(lines).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+class FoundInputs(NamedTuple):
+    """The input images, and entries named like images that are not regular files (skipped)."""
+
+    files: list[InputFile]
+    not_regular: list[Path]
 
 
-def find_inputs(spec: str | Path) -> list[InputFile]:
-    """A file, a folder (searched recursively for image extensions) or a glob pattern (``**`` allowed).
+def find_inputs(spec: str | Path) -> FoundInputs:
+    """A file, a folder (searched recursively for image extensions, folder symlinks followed) or a glob
+    pattern (``**`` allowed). Only regular files are read: a FIFO named like an image would block.
 
     Relative paths are taken from the folder, or from the part of the pattern before its first wildcard.
     """
     text = os.fspath(spec)
     path = Path(text)
     if path.is_file():
-        return [InputFile(path, Path(path.name))]
+        return FoundInputs([InputFile(path, Path(path.name))], [])
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_image_name(p))
-        return [InputFile(p, p.relative_to(path)) for p in files]
+        listing = find_local_images(path)
+        files = [Path(name) for name in listing.images]
+        return FoundInputs(
+            [InputFile(p, p.relative_to(path)) for p in files], [Path(name) for name in listing.not_regular]
+        )
+    if path.exists() or path.is_symlink():
+        raise ValueError(f"input {text!r} is not a regular file or a folder: {NOT_REGULAR}")
     if glob.has_magic(text):
         root = Path(os.path.dirname(text[: min(text.index(c) for c in "*?[" if c in text)]))
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-        return [InputFile(p, p.relative_to(root)) for p in files]
+        matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+        return FoundInputs(
+            [InputFile(p, p.relative_to(root)) for p in matches if p.is_file()],
+            [p for p in matches if not p.is_file() and not p.is_dir()],
+        )
     raise FileNotFoundError(f"input {text!r} is not a file, a folder or a glob pattern that exists")
 
 
 def plan_outputs(inputs: list[InputFile], output_dir: Path, extension: str | None) -> list[Path]:
     """Output path of each input; raise if any would overwrite an input file."""
+    check_output_folder(output_dir)
     if extension is not None and not extension.startswith("."):
         extension = "." + extension
     if extension is not None and extension.lower() not in IMAGE_EXTENSIONS:
@@ -89,8 +108,9 @@ def plan_outputs(inputs: list[InputFile], output_dir: Path, extension: str | Non
                 f"inputs {earlier} and {item.path} would both be written to {out}; keep each input's "
                 "format (output_ext=null) or rename one of them"
             )
-    input_paths = {item.path.resolve() for item in inputs}
-    clashes = [out for out in outputs if out.resolve() in input_paths]
+    # compared as files, not names: a symlink or a hard link to an input is that input
+    input_files = {file_identity(item.path) for item in inputs}
+    clashes = [out for out in outputs if file_identity(out) in input_files - {None}]
     if clashes:
         raise ValueError(
             f"refusing to overwrite input files: {len(clashes)} output(s) would replace an input "
@@ -100,17 +120,18 @@ def plan_outputs(inputs: list[InputFile], output_dir: Path, extension: str | Non
 
 
 def _decoded(
-    inputs: list[InputFile], input_nc: int, resize: int | None, report: TranslationReport
+    inputs: list[InputFile],
+    input_nc: int,
+    resize: int | None,
+    max_pixels: int,
+    report: TranslationReport,
 ) -> Iterator[tuple[int, NetworkImage | None]]:
-    """Decode inputs one by one; a file that cannot be read is recorded in ``report`` and yields None."""
+    """Decode inputs one by one; a file that cannot be used is recorded in ``report`` and yields None."""
     for index, item in enumerate(inputs):
         try:
-            image = read_image(item.path)
-            if resize is not None:
-                image = resize_shorter_side(image, resize)
-            decoded = pil_to_network(image, input_nc)
-        except (OSError, ValueError, SyntaxError) as error:
-            report.skipped.append((item.path, f"{type(error).__name__}: {error}"))
+            decoded = read_network_image(item.path, input_nc, resize=resize, max_pixels=max_pixels)
+        except BadImageError as error:
+            report.skipped.append((item.path, error.reason))
             decoded = None
         yield index, decoded
 
@@ -127,8 +148,11 @@ def translate_files(
     tile_overlap: int | None = None,
     progress: bool = True,
     description: str = "translate",
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
 ) -> TranslationReport:
-    """Translate ``inputs`` into ``outputs``, batching consecutive images of equal size."""
+    """Translate ``inputs`` into ``outputs``, batching consecutive images of equal size; images over
+    ``max_pixels`` are skipped, JPEG outputs written at ``jpeg_quality``."""
     report = TranslationReport()
     input_nc = int(generator.input_nc)
     pending: list[tuple[int, NetworkImage]] = []
@@ -151,12 +175,12 @@ def translate_files(
             pending.clear()
             return
         for (index, image), result in zip(pending, results):
-            write_image(network_to_pil(result, image.alpha), outputs[index])
+            write_image(network_to_pil(result, image.alpha), outputs[index], jpeg_quality=jpeg_quality)
             report.written.append(outputs[index])
         pending.clear()
 
     with tqdm(total=len(inputs), desc=description, unit="img", disable=not progress) as bar:
-        for index, image in _decoded(inputs, input_nc, resize, report):
+        for index, image in _decoded(inputs, input_nc, resize, max_pixels, report):
             bar.update(1)
             if image is None:
                 continue

@@ -1,4 +1,8 @@
-"""Image files and PIL images to network tensors in [-1, 1] and back, keeping alpha aside."""
+"""Image files and PIL images to network tensors in [-1, 1] and back, keeping alpha aside.
+
+Files are decoded by the data pipeline's decoder (`cyclegan.data.decode`), so training and inference
+see the same pixels: EXIF orientation applied, 16-bit precision kept, bombs and damaged files refused.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+from cyclegan.data.decode import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    BadImageError,
+    DecodedImage,
+    decode_pixels,
+    pil_pixels,
+)
+
 # Formats whose writers keep an alpha channel; others get the translated colour only.
 _ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".webp")
+_JPEG_EXTENSIONS = (".jpg", ".jpeg")
+DEFAULT_JPEG_QUALITY = 95
 
 
 @dataclass
@@ -22,40 +37,41 @@ class NetworkImage:
     alpha: np.ndarray | None
 
 
-def _to_unit_array(image: Image.Image) -> np.ndarray:
-    """Pixel values of an L or RGB image (8-bit) or a 16-bit/float grayscale image as float32 in [0, 1]."""
-    if image.mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(image, dtype=np.uint16).astype(np.float32) / 65535.0
-    if image.mode == "I":
-        values = np.asarray(image, dtype=np.int64)
-        scale = 65535.0 if values.max(initial=0) > 255 else 255.0
-        return np.clip(values / scale, 0.0, 1.0).astype(np.float32)
-    if image.mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    return np.asarray(image, dtype=np.float32) / 255.0
+def _check_channels(input_nc: int) -> None:
+    if input_nc not in (1, 3):
+        raise ValueError(f"image conversion supports input_nc 1 or 3, the network wants {input_nc}")
+
+
+def to_network(decoded: DecodedImage) -> NetworkImage:
+    """Decoded pixels (8 or 16 bit) as a float tensor in [-1, 1], alpha kept aside."""
+    top = 65535.0 if decoded.color.dtype == torch.uint16 else 255.0
+    tensor = decoded.color.to(torch.float32) * (2.0 / top) - 1.0
+    alpha = None if decoded.alpha is None else decoded.alpha.numpy()
+    return NetworkImage(tensor=tensor, alpha=alpha)
 
 
 def pil_to_network(image: Image.Image, input_nc: int) -> NetworkImage:
     """Convert any PIL mode to ``input_nc`` channels (1: gray, 3: RGB), splitting off an alpha channel."""
-    if input_nc not in (1, 3):
-        raise ValueError(f"image conversion supports input_nc 1 or 3, the network wants {input_nc}")
-    alpha = None
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        alpha = np.asarray(image.getchannel("A"), dtype=np.uint8).copy()
-    high_depth_gray = image.mode in ("I;16", "I;16B", "I;16L", "I", "F")
-    if input_nc == 1:
-        color = image if high_depth_gray else image.convert("L")
-        array = _to_unit_array(color)[None]
-    else:
-        if high_depth_gray:
-            gray = _to_unit_array(image)
-            array = np.repeat(gray[None], 3, axis=0)
-        else:
-            array = _to_unit_array(image.convert("RGB")).transpose(2, 0, 1)
-    tensor = torch.from_numpy(np.ascontiguousarray(array)) * 2.0 - 1.0
-    return NetworkImage(tensor=tensor, alpha=alpha)
+    _check_channels(input_nc)
+    return to_network(pil_pixels(image, input_nc, with_alpha=True))
+
+
+def read_network_image(
+    path: Path,
+    input_nc: int,
+    *,
+    resize: int | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> NetworkImage:
+    """Decode an image file for a generator taking ``input_nc`` channels, optionally resized so that its
+    shorter side is ``resize`` pixels. Raises BadImageError naming the file when it cannot be used."""
+    _check_channels(input_nc)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise BadImageError(str(path), f"cannot read the file ({error})") from error
+    image = to_network(decode_pixels(data, str(path), input_nc, max_pixels, with_alpha=True))
+    return image if resize is None else resize_shorter_side(image, resize)
 
 
 def network_to_pil(tensor: torch.Tensor, alpha: np.ndarray | None = None) -> Image.Image:
@@ -75,26 +91,27 @@ def network_to_pil(tensor: torch.Tensor, alpha: np.ndarray | None = None) -> Ima
     return image
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """Decode an image file fully (so that truncated files fail here, not later)."""
-    with Image.open(path) as image:
-        image.load()
-        return image.copy()
-
-
-def write_image(image: Image.Image, path: Path) -> None:
-    """Write ``image`` in the format ``path``'s extension names, dropping alpha where the format has none."""
+def write_image(image: Image.Image, path: Path, *, jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> None:
+    """Write ``image`` in the format ``path``'s extension names, dropping alpha where the format has none;
+    JPEG at ``jpeg_quality`` (PIL's default of 75 visibly blurs a translation)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() not in _ALPHA_EXTENSIONS and image.mode in ("RGBA", "LA"):
+    suffix = path.suffix.lower()
+    if suffix not in _ALPHA_EXTENSIONS and image.mode in ("RGBA", "LA"):
         image = image.convert("RGB" if image.mode == "RGBA" else "L")
-    image.save(path)
+    options = {"quality": jpeg_quality} if suffix in _JPEG_EXTENSIONS else {}
+    image.save(path, **options)
 
 
-def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
-    """Resize so that the shorter side is ``size`` pixels, keeping the aspect ratio (bicubic)."""
-    width, height = image.size
+def resize_shorter_side(image: NetworkImage, size: int) -> NetworkImage:
+    """Resize so that the shorter side is ``size`` pixels, keeping the aspect ratio (bicubic with
+    antialiasing, as the data pipeline resizes); alpha follows (bilinear)."""
+    height, width = image.tensor.shape[-2:]
     scale = size / min(width, height)
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if new_size == image.size:
+    new_size = [max(1, round(height * scale)), max(1, round(width * scale))]
+    if new_size == [height, width]:
         return image
-    return image.resize(new_size, Image.Resampling.BICUBIC)
+    tensor = F.resize(image.tensor, new_size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    alpha = image.alpha
+    if alpha is not None:
+        alpha = np.asarray(Image.fromarray(alpha).resize(new_size[::-1], Image.Resampling.BILINEAR))
+    return NetworkImage(tensor=tensor.clamp(-1.0, 1.0), alpha=alpha)

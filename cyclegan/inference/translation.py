@@ -62,7 +62,8 @@ def run_batch(
     """Translate an (N, C, H, W) batch in [-1, 1]; returns float32 on ``batch``'s device.
 
     With ``tile_size`` the image is translated tile by tile (see `cyclegan.inference.tiling`); that needs
-    an nn.Module generator from `load_generator` (not TorchScript), whose InstanceNorm layers it hooks.
+    an nn.Module generator from `load_generator` (not TorchScript or ONNX), whose InstanceNorm layers it
+    hooks.
     """
     device = module_device(generator)
     with torch.inference_mode(tile_size is None), autocast_for(precision, device):
@@ -70,8 +71,8 @@ def run_batch(
             return generator(batch.to(device)).float().to(batch.device)
         if not isinstance(generator, PadCropGenerator):
             raise ValueError(
-                "tiled inference needs a generator loaded by load_generator from a checkpoint, reference "
-                "weights or safetensors; TorchScript modules cannot be tiled (their layers cannot be hooked)"
+                "tiled inference (tile_size) needs a generator loaded from a checkpoint, reference weights "
+                "or safetensors; TorchScript and ONNX files cannot be tiled (their layers cannot be hooked)"
             )
         return tiled_forward(generator.generator, batch, generator.multiple, tile_size, tile_overlap).float()
 
