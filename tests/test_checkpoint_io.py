@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan.callbacks.checkpoint_io import CheckpointError, load_checkpoint_file, save_atomically
+from cyclegan.checkpoint_files import CheckpointError, load_checkpoint_file, save_atomically
 
 
 def test_atomic_write_gives_the_file_umask_permissions(tmp_path: Path) -> None:

@@ -177,7 +177,7 @@ def test_a_corrupt_inception_weights_file_is_named(tmp_path):
 
 def test_missing_checkpoint_or_folder_is_named_before_inception_is_fetched(trained, tmp_path, monkeypatch):
     """Cheap checks first: a typo must not wait for (or fail on) the 92 MB Inception download."""
-    from cyclegan.callbacks.checkpoint_io import CheckpointError
+    from cyclegan.checkpoint_files import CheckpointError
     from cyclegan.cli import evaluate
 
     def no_inception(*args, **kwargs):

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from test_inference_support import compose_config, reference_generator_file, trained_run
 
-from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.checkpoint_files import CheckpointError
 from cyclegan.cli.export import run_export
 from cyclegan.inference import export_generator, load_generator, open_generator
 from cyclegan.inference.checkpoints import METADATA_KEY

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from safetensors.torch import save_file
 
-from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.checkpoint_files import CheckpointError
 from cyclegan.cli.export import run_export
 from cyclegan.inference import load_generator
 from cyclegan.inference.checkpoints import METADATA_KEY

@@ -281,7 +281,7 @@ def test_an_onnx_export_translates_like_its_source_and_refuses_tiling(tmp_path):
 def test_an_onnx_file_that_keeps_its_weights_elsewhere_is_refused(tmp_path):
     import onnx
 
-    from cyclegan.callbacks.checkpoint_io import CheckpointError
+    from cyclegan.checkpoint_files import CheckpointError
 
     checkpoint = reference_generator_file(tmp_path / "latest_net_G.pth")
     onnx_file = export_generator(open_generator(checkpoint), "onnx", tmp_path / "g.onnx")

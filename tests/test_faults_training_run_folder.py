@@ -18,8 +18,9 @@ from test_faults_training_signals import Training
 from test_resume_signal import READY
 from test_train_cli import REPO, TINY, TRAIN, make_unpaired_dataset, run_train
 
-from cyclegan.callbacks import CheckpointError, checkpoint_io, save_atomically
+from cyclegan import checkpoint_files
 from cyclegan.callbacks.run_folder import LOCK_FILE
+from cyclegan.checkpoint_files import CheckpointError, save_atomically
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def test_disk_full_while_saving_says_so_and_keeps_the_previous_file(
     save_atomically({"step": 1, "weights": torch.ones(4)}, target)
     real_fdopen = os.fdopen
     with monkeypatch.context() as full:  # the temporary file lands on a device with 4 KB left
-        full.setattr(checkpoint_io.os, "fdopen", lambda fd, mode: FillsUp(real_fdopen(fd, mode), 4096))
+        full.setattr(checkpoint_files.os, "fdopen", lambda fd, mode: FillsUp(real_fdopen(fd, mode), 4096))
         with pytest.raises(CheckpointError) as refused:
             save_atomically({"step": 2, "weights": torch.zeros(2**20)}, target)
     message = str(refused.value)

@@ -18,7 +18,7 @@ from test_inference_support import (
     trained_run,
 )
 
-from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.checkpoint_files import CheckpointError
 from cyclegan.cli.translate import run_translate
 from cyclegan.inference import export_generator, load_generator, open_generator, translate
 from cyclegan.inference.images import pil_to_network

@@ -10,8 +10,13 @@ import pytest
 import torch
 from test_train_cli import TINY, make_unpaired_dataset, run_train
 
-from cyclegan.callbacks import CheckpointError, find_latest_checkpoint, load_checkpoint_file, save_atomically
-from cyclegan.callbacks.checkpoint_io import TEMP_PREFIX
+from cyclegan.checkpoint_files import (
+    TEMP_PREFIX,
+    CheckpointError,
+    find_latest_checkpoint,
+    load_checkpoint_file,
+    save_atomically,
+)
 
 
 @pytest.fixture(scope="module")

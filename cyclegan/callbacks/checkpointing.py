@@ -2,8 +2,9 @@
 
 Saves every ``every_n_train_steps`` optimizer steps (two per CycleGAN iteration), at every epoch end and
 at the end of training; ``last.ckpt`` is rewritten with each save, and only the newest ``keep_last_k``
-other checkpoints are kept. Files are written by the Trainer's CheckpointIO (`AtomicCheckpointIO` in
-cyclegan-train), so each one appears complete or not at all.
+other checkpoints are kept. ``dirpath`` is a local folder or any fsspec URL. Files are written by the
+Trainer's CheckpointIO (`AtomicCheckpointIO` in cyclegan-train), so each one appears complete or not at
+all.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from cyclegan.checkpoint_files import is_local, local_path
 from cyclegan.model import NonFiniteLossError
 
 
@@ -35,6 +37,8 @@ class RunCheckpoint(ModelCheckpoint):
             raise ValueError(f"every_n_train_steps must be >= 1, got {every_n_train_steps}")
         if keep_last_k < 1:
             raise ValueError(f"keep_last_k must be >= 1, got {keep_last_k}")
+        if is_local(dirpath):  # Lightning would take a file:// URL for a relative path
+            dirpath = local_path(dirpath)
         # monitor "step" (mode max) turns Lightning's top-k into "the newest k"
         super().__init__(
             dirpath=dirpath,

@@ -1,5 +1,4 @@
-"""The run folder: checked before training, locked while a run uses it, searched for checkpoints,
-summarized at the end."""
+"""The run folder: checked before training and locked while a run uses it."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from cyclegan.callbacks.checkpoint_io import TEMP_PREFIX
+from cyclegan.checkpoint_files import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -148,21 +147,3 @@ def _read_holder(file) -> str:
         return f"cyclegan-train pid {record['pid']} on host {record['host']}, started {record['started']}"
     except (ValueError, KeyError, TypeError):
         return "a process that left no record"
-
-
-def find_latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
-    """The most recently written checkpoint in ``checkpoint_dir`` (normally last.ckpt), or None.
-
-    Lightning's SLURM requeue checkpoints (hpc_ckpt_N.ckpt in the run folder) count too.
-    """
-    checkpoint_dir = Path(checkpoint_dir)
-    last = checkpoint_dir / "last.ckpt"
-    candidates = [
-        path
-        for path in [*checkpoint_dir.glob("*.ckpt"), *checkpoint_dir.parent.glob("hpc_ckpt_*.ckpt")]
-        if not path.name.startswith(TEMP_PREFIX) and path.is_file()
-    ]
-    if not candidates:
-        return None
-    newest = max(candidates, key=lambda path: (path.stat().st_mtime_ns, path == last))
-    return newest

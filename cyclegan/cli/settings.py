@@ -9,7 +9,7 @@ from typing import TypeVar
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cyclegan.callbacks.checkpoint_io import CheckpointError
+from cyclegan.checkpoint_files import CheckpointError
 from cyclegan.inference.onnx_generator import OnnxUnavailableError
 from cyclegan.inference.translation import autocast_for, resolve_device
 

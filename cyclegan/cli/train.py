@@ -159,7 +159,7 @@ def _model_problems(model: DictConfig, data: DictConfig) -> list[str]:
 # ------------------------------------------------------------------------------------- run preparation
 def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: str) -> str | None:
     """``last`` -> the newest checkpoint in this run's checkpoint folder (None when there is none yet)."""
-    from cyclegan.callbacks import find_latest_checkpoint
+    from cyclegan.checkpoint_files import find_latest_checkpoint
 
     if ckpt_path != "last":
         return ckpt_path
@@ -177,7 +177,7 @@ _RESUME_KEYS = ("state_dict", "pytorch-lightning_version", "loops", "optimizer_s
 
 def earlier_run_warning(ckpt_path: str | None, checkpoint_dir: str) -> str | None:
     """A warning when a fresh start would write over an earlier run's checkpoints in the same folder."""
-    from cyclegan.callbacks import find_latest_checkpoint
+    from cyclegan.checkpoint_files import find_latest_checkpoint
 
     if ckpt_path is not None:
         return None
@@ -192,7 +192,7 @@ def earlier_run_warning(ckpt_path: str | None, checkpoint_dir: str) -> str | Non
 
 def check_resume_compatible(ckpt_path: str, cfg: DictConfig) -> None:
     """Read the checkpoint's metadata (tensors memory-mapped, not read) and compare the networks."""
-    from cyclegan.callbacks import load_checkpoint_file
+    from cyclegan.checkpoint_files import load_checkpoint_file
 
     if not zipfile.is_zipfile(ckpt_path):
         raise ConfigError(
@@ -336,7 +336,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> int:
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import WandbLogger
 
-    from cyclegan.callbacks import AtomicCheckpointIO, CheckpointError, RunCheckpoint, StopAfterSignal
+    from cyclegan.callbacks import AtomicCheckpointIO, RunCheckpoint, StopAfterSignal
+    from cyclegan.checkpoint_files import CheckpointError
     from cyclegan.data.datamodule import data_error_message
     from cyclegan.inference.metrics import InceptionWeightsError
     from cyclegan.model import NonFiniteLossError

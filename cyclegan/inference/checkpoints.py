@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cyclegan.checkpoint_files import CheckpointError, load_checkpoint_file
 from cyclegan.inference.generator_settings import build_declared_generator, checked_generator_settings
 from cyclegan.inference.onnx_generator import OnnxGenerator, external_data_tensors, start_session
 from cyclegan.inference.padding import PadCropGenerator, size_multiple_of
@@ -51,9 +52,9 @@ def check_direction(direction: str) -> None:
 def detect_kind(path: Path) -> str:
     """``"safetensors"``, ``"torchscript"`` or ``"torch"`` (a torch.save file) from the file's first bytes."""
     if not path.exists():
-        raise checkpoint_error(f"checkpoint file not found: {path}")
+        raise CheckpointError(f"checkpoint file not found: {path}")
     if not path.is_file():
-        raise checkpoint_error(f"checkpoint path is not a file: {path}")
+        raise CheckpointError(f"checkpoint path is not a file: {path}")
     with path.open("rb") as file:
         head = file.read(9)
     if len(head) == 9:
@@ -97,13 +98,13 @@ def open_generator(
     elif _is_onnx(path):
         loaded = _open_onnx(path, direction, torch.device(device))
     else:
-        checkpoint = _read_torch_file(path)
+        checkpoint = load_checkpoint_file(path)
         if "state_dict" in checkpoint and "hyper_parameters" in checkpoint:
             loaded = _open_lightning(path, checkpoint, direction)
         elif checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
             loaded = _open_reference(path, checkpoint, direction)
         else:
-            raise checkpoint_error(
+            raise CheckpointError(
                 f"{path} is neither a Lightning checkpoint of ours (no 'state_dict' + 'hyper_parameters') "
                 f"nor a reference generator state_dict (a flat dict of tensors); top-level keys: "
                 f"{sorted(checkpoint)[:8]}"
@@ -129,26 +130,11 @@ def wrap(generator: nn.Module, config: dict[str, Any]) -> PadCropGenerator:
     return PadCropGenerator(generator, size_multiple_of(generator), config["input_nc"], config["output_nc"])
 
 
-def checkpoint_error(message: str) -> Exception:
-    """A `cyclegan.callbacks.checkpoint_io.CheckpointError`, imported on first use because the
-    ``cyclegan.callbacks`` package imports the training stack (LightningModule) when it loads."""
-    from cyclegan.callbacks.checkpoint_io import CheckpointError
-
-    return CheckpointError(message)
-
-
-def _read_torch_file(path: Path) -> dict[str, Any]:
-    """`load_checkpoint_file`, imported on first use: its module imports Lightning's CheckpointIO."""
-    from cyclegan.callbacks.checkpoint_io import load_checkpoint_file
-
-    return load_checkpoint_file(path)
-
-
 def _load_weights(generator: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, what: str) -> None:
     try:
         generator.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        raise checkpoint_error(
+        raise CheckpointError(
             f"{what} in {path} does not fit the generator its settings describe: {error}"
         ) from None
 
@@ -156,10 +142,10 @@ def _load_weights(generator: nn.Module, state_dict: dict[str, torch.Tensor], pat
 def _open_lightning(path: Path, checkpoint: dict[str, Any], direction: str) -> LoadedGenerator:
     hparams = checkpoint["hyper_parameters"]
     if not isinstance(hparams, dict) or not isinstance(hparams.get("generator"), dict):
-        raise checkpoint_error(
+        raise CheckpointError(
             f"{path}: hyper_parameters has no 'generator' settings dict; not a CycleGAN checkpoint"
         )
-    config = checked_generator_settings(hparams["generator"], path, checkpoint_error)
+    config = checked_generator_settings(hparams["generator"], path, CheckpointError)
     # Directions name the dataset's folders (A: trainA/testA). Trained with data.direction=BtoA, the
     # model's G_A maps the B folders to A, so folder direction AtoB is its G_B.
     data_direction = (checkpoint.get("datamodule_hyper_parameters") or {}).get("direction", "AtoB")
@@ -171,8 +157,8 @@ def _open_lightning(path: Path, checkpoint: dict[str, Any], direction: str) -> L
         key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)
     }
     if not state_dict:
-        raise checkpoint_error(f"{path} holds no '{prefix}*' weights for direction {direction}")
-    generator = build_declared_generator(config, path, checkpoint_error)
+        raise CheckpointError(f"{path} holds no '{prefix}*' weights for direction {direction}")
+    generator = build_declared_generator(config, path, CheckpointError)
     _load_weights(generator, state_dict, path, f"the {prefix[:-1]} weights")
     return LoadedGenerator(wrap(generator, config), direction, "lightning", config, path)
 
@@ -182,7 +168,7 @@ def _reference_file_for(path: Path, direction: str) -> tuple[Path, str]:
     match = _REFERENCE_NAME.match(path.name)
     if match is None:
         if direction == "BtoA":
-            raise checkpoint_error(
+            raise CheckpointError(
                 f"{path} holds one generator, used as AtoB; for the other direction pass the matching "
                 "file (e.g. zebra2horse for horse2zebra, or latest_net_G_B.pth next to latest_net_G_A.pth)"
             )
@@ -190,24 +176,22 @@ def _reference_file_for(path: Path, direction: str) -> tuple[Path, str]:
     wanted = "A" if direction == "AtoB" else "B"
     sibling = path.with_name(f"{match.group('stem')}{wanted}.pth")
     if wanted != match.group("domain") and not sibling.exists():
-        raise checkpoint_error(
-            f"direction {direction} needs {sibling.name} next to {path}; it does not exist"
-        )
+        raise CheckpointError(f"direction {direction} needs {sibling.name} next to {path}; it does not exist")
     return sibling, direction
 
 
 def _open_reference(path: Path, state_dict: dict[str, torch.Tensor], direction: str) -> LoadedGenerator:
     source, direction = _reference_file_for(path, direction)
     if source != path:
-        state_dict = _read_torch_file(source)
+        state_dict = load_checkpoint_file(source)
     try:
         generator = load_reference_weights(state_dict)
     except (ValueError, KeyError, RuntimeError) as error:
-        raise checkpoint_error(
+        raise CheckpointError(
             f"{source} is not a reference generator state_dict we can load: {error}"
         ) from None
     if getattr(generator, "role", "generator") != "generator":
-        raise checkpoint_error(f"{source} holds a {generator.spec['arch']} discriminator, not a generator")
+        raise CheckpointError(f"{source} holds a {generator.spec['arch']} discriminator, not a generator")
     config = dict(generator.spec)
     return LoadedGenerator(wrap(generator, config), direction, "reference", config, source)
 
@@ -215,16 +199,16 @@ def _open_reference(path: Path, state_dict: dict[str, torch.Tensor], direction: 
 def _read_metadata(text: str | None, path: Path) -> dict[str, Any]:
     """The JSON record cyclegan-export wrote, checked to name a direction."""
     if not text:
-        raise checkpoint_error(
+        raise CheckpointError(
             f"{path} has no '{METADATA_KEY}' metadata: it was not exported by cyclegan-export"
         )
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as error:
-        raise checkpoint_error(f"{path}: its '{METADATA_KEY}' metadata is not valid JSON ({error})") from None
+        raise CheckpointError(f"{path}: its '{METADATA_KEY}' metadata is not valid JSON ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("direction") not in DIRECTIONS:
         found = metadata.get("direction") if isinstance(metadata, dict) else metadata
-        raise checkpoint_error(
+        raise CheckpointError(
             f"{path}: its '{METADATA_KEY}' metadata must name a direction {list(DIRECTIONS)}, got {found!r}"
         )
     return metadata
@@ -232,7 +216,7 @@ def _read_metadata(text: str | None, path: Path) -> dict[str, Any]:
 
 def _check_exported_direction(path: Path, stored: str, direction: str) -> None:
     if stored != direction:
-        raise checkpoint_error(
+        raise CheckpointError(
             f"{path} holds the {stored} generator only; export direction={direction} from the checkpoint "
             f"to translate {direction}"
         )
@@ -246,10 +230,10 @@ def _open_safetensors(path: Path, direction: str) -> LoadedGenerator:
             metadata = _read_metadata((file.metadata() or {}).get(METADATA_KEY), path)
             state_dict = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as error:
-        raise checkpoint_error(f"cannot read safetensors file {path}: {error}") from None
+        raise CheckpointError(f"cannot read safetensors file {path}: {error}") from None
     _check_exported_direction(path, metadata["direction"], direction)
-    config = checked_generator_settings(metadata.get("generator"), path, checkpoint_error)
-    generator = build_declared_generator(config, path, checkpoint_error)
+    config = checked_generator_settings(metadata.get("generator"), path, CheckpointError)
+    generator = build_declared_generator(config, path, CheckpointError)
     _load_weights(generator, state_dict, path, "the weights")
     return LoadedGenerator(wrap(generator, config), direction, "safetensors", config, path)
 
@@ -262,7 +246,7 @@ def _open_torchscript(path: Path, direction: str) -> LoadedGenerator:
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[0]
-        raise checkpoint_error(f"cannot read TorchScript file {path}: {reason}") from None
+        raise CheckpointError(f"cannot read TorchScript file {path}: {reason}") from None
     metadata = _read_metadata(extra[f"{METADATA_KEY}.json"], path)
     _check_exported_direction(path, metadata["direction"], direction)
     return LoadedGenerator(module, direction, "torchscript", metadata.get("generator"), path)
@@ -271,18 +255,18 @@ def _open_torchscript(path: Path, direction: str) -> LoadedGenerator:
 def _open_onnx(path: Path, direction: str, device: torch.device) -> LoadedGenerator:
     external = external_data_tensors(path)
     if external:
-        raise checkpoint_error(
+        raise CheckpointError(
             f"{path} keeps weights in other files ({', '.join(external[:3])}); cyclegan-export writes "
             "self-contained ONNX files, and an external data path may point anywhere: refusing it"
         )
     try:
         session, metadata_map = start_session(path, device)
     except ValueError as error:
-        raise checkpoint_error(str(error)) from None
+        raise CheckpointError(str(error)) from None
     metadata = _read_metadata(metadata_map.get(METADATA_KEY), path)
     _check_exported_direction(path, metadata["direction"], direction)
     channels = [metadata.get(key) for key in ("input_nc", "output_nc")]
     if not all(isinstance(count, int) and not isinstance(count, bool) and count > 0 for count in channels):
-        raise checkpoint_error(f"{path}: its '{METADATA_KEY}' metadata lacks valid input_nc and output_nc")
+        raise CheckpointError(f"{path}: its '{METADATA_KEY}' metadata lacks valid input_nc and output_nc")
     module = OnnxGenerator(session, *channels)
     return LoadedGenerator(module, direction, "onnx", metadata.get("generator"), path)
