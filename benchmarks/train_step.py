@@ -138,7 +138,6 @@ def build_model(setting: dict[str, Any], sizes: dict[str, int], seed: int = 0) -
         {"arch": "basic", "ndf": sizes["ndf"], "layout": layout},
         channels_last=setting["channels_last"],
         compile=compile_argument(setting),
-        image_log_every_n_steps=0,
     )
     if setting["instance_norm"] == "native":
         for net in (model.netG_A, model.netG_B, model.netD_A, model.netD_B):

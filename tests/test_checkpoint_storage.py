@@ -41,7 +41,7 @@ def fit(folder: str, max_steps: int, ckpt_path: str | None = None) -> pl.Trainer
         plugins=[AtomicCheckpointIO()],
     )
     torch.manual_seed(0)
-    trainer.fit(CycleGAN(GEN, DISC, pool_size=2, image_log_every_n_steps=0), loader(), ckpt_path=ckpt_path)
+    trainer.fit(CycleGAN(GEN, DISC, pool_size=2), loader(), ckpt_path=ckpt_path)
     return trainer
 
 

@@ -74,7 +74,7 @@ def test_ddp_cpu_two_processes(tmp_path: Path) -> None:
             "data.num_workers=0",
             "trainer.max_epochs=1",
             "trainer.limit_val_batches=0",
-            "model.image_log_every_n_steps=2",
+            "callbacks.image_grid.every_n_steps=2",
             "+model.pool_seed=7",  # one seed for both ranks: the rank offset must tell them apart
             "logger=csv",
             "+callbacks.agreement._target_=test_ddp_cpu.RankAgreement",

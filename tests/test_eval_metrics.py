@@ -157,7 +157,7 @@ def test_missing_split_folder_is_named(trained, tmp_path):
 def test_fid_callback_config_composes_into_training():
     from hydra.utils import instantiate
 
-    from cyclegan.inference.fid_callback import FIDCallback
+    from cyclegan.callbacks.fid import FIDCallback
 
     cfg = compose_config("train", ["callbacks=[default,fid]", "callbacks.fid.every_n_epochs=5"])
     callback = instantiate(cfg.callbacks.fid)

@@ -92,7 +92,7 @@ def test_every_run_leaves_an_image_grid(tmp_path: Path, monkeypatch: pytest.Monk
         "data.num_workers=0",
         "logger=csv",
         "trainer.limit_val_batches=0",
-        "model.image_log_every_n_steps=200",
+        "callbacks.image_grid.every_n_steps=200",
         f"hydra.run.dir={out}",
         *limit,
     ]

@@ -103,7 +103,7 @@ def start_on_sample(out: Path, probe: Path) -> Training:
         "data=sample",
         "logger=csv",
         "trainer.max_epochs=1000",
-        "model.image_log_every_n_steps=100000",
+        "callbacks.image_grid.every_n_steps=100000",
         "callbacks.model_checkpoint.every_n_train_steps=1000000",
         "+callbacks.probe._target_=test_faults_training_signals.HookProbe",
         f"+callbacks.probe.path={probe}",

@@ -15,8 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from torch import nn
 
+from cyclegan.callbacks.fid import FIDCallback
 from cyclegan.data import UnpairedImageDataModule
-from cyclegan.inference.fid_callback import FIDCallback
 from cyclegan.model import CycleGAN
 from cyclegan.nn import build_generator
 
@@ -83,7 +83,7 @@ def trained_run(tmp_path_factory) -> dict[str, object]:
         ):
             write_domain(data / split, count, 40, shift, seed=count + abs(shift))
         pl.seed_everything(0)
-        model = CycleGAN(TINY_GENERATOR, {"arch": "basic", "ndf": 4}, pool_size=2, image_log_every_n_steps=0)
+        model = CycleGAN(TINY_GENERATOR, {"arch": "basic", "ndf": 4}, pool_size=2)
         datamodule = UnpairedImageDataModule(
             str(data),
             load_size=36,

@@ -54,7 +54,6 @@ def test_checkpoint_loads_with_weights_only_and_holds_plain_hyperparameters(tmp_
         generator,
         OmegaConf.create(DISC),
         pool_size=3,
-        image_log_every_n_steps=0,
         compile=OmegaConf.create({}),
     )
     run = trainer(tmp_path, max_steps=6)
@@ -91,7 +90,7 @@ def test_checkpoint_loads_with_weights_only_and_holds_plain_hyperparameters(tmp_
 
 
 def test_on_save_and_on_load_round_trip_pools_rng_and_counters():
-    source = CycleGAN(GEN, DISC, pool_size=3, image_log_every_n_steps=0, pool_seed=5)
+    source = CycleGAN(GEN, DISC, pool_size=3, pool_seed=5)
     for step in range(6):
         source.fake_A_pool.query(torch.full((1, 3, 4, 4), float(step)))
         source.fake_B_pool.query(torch.full((1, 3, 4, 4), float(-step)))
@@ -99,7 +98,7 @@ def test_on_save_and_on_load_round_trip_pools_rng_and_counters():
     checkpoint = {}
     source.on_save_checkpoint(checkpoint)
 
-    target = CycleGAN(GEN, DISC, pool_size=3, image_log_every_n_steps=0, pool_seed=99)
+    target = CycleGAN(GEN, DISC, pool_size=3, pool_seed=99)
     target.on_load_checkpoint(checkpoint)
     assert (target.nonfinite_consecutive, target.nonfinite_total) == (2, 7)
     assert torch.equal(target.rng.get_state(), source.rng.get_state())
@@ -114,7 +113,7 @@ def test_on_save_and_on_load_round_trip_pools_rng_and_counters():
 
 
 def test_checkpoint_of_an_unknown_state_version_is_rejected():
-    model = CycleGAN(GEN, DISC, image_log_every_n_steps=0)
+    model = CycleGAN(GEN, DISC)
     with pytest.raises(ValueError, match="version 99"):
         model.on_load_checkpoint({STATE_KEY: {"version": 99, "processes": []}})
 
@@ -129,7 +128,6 @@ def run_training(tmp_path, epochs, ckpt_path=None):
         lr_policy="linear",
         n_epochs=1,
         n_epochs_decay=1,
-        image_log_every_n_steps=0,
     )
     run = trainer(tmp_path, max_epochs=epochs)
     run.fit(model, loader(2), ckpt_path=ckpt_path)

@@ -9,7 +9,8 @@ from PIL import Image
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from torch.utils.data import DataLoader
 
-from cyclegan.model import CycleGAN, ImageGridLogger, image_grid
+from cyclegan.callbacks.image_grid import ImageGridLogger, image_grid
+from cyclegan.model import CycleGAN
 
 GEN = {"arch": "resnet", "n_blocks": 1, "ngf": 4}
 DISC = {"arch": "basic", "ndf": 4}
@@ -58,7 +59,7 @@ def test_image_grid_maps_minus_one_to_black_and_expands_grayscale():
         "fake_A": torch.full((1, 1, 4, 4), -1.0),
         "rec_B": torch.zeros(1, 3, 4, 4),
     }
-    grid = image_grid(visuals)
+    grid = image_grid(visuals, CycleGAN.grid_rows)
     assert grid.shape == (3, 2 * 4 + 3 * 2, 3 * 4 + 4 * 2)
     tile = lambda row, col: grid[:, 2 + row * 6 : 6 + row * 6, 2 + col * 6 : 6 + col * 6]
     assert torch.equal(tile(0, 0), torch.zeros(3, 4, 4))
@@ -67,10 +68,10 @@ def test_image_grid_maps_minus_one_to_black_and_expands_grayscale():
     assert torch.equal(tile(1, 0), torch.ones(3, 4, 4))
 
 
-def test_model_adds_a_grid_logger_that_writes_pngs_to_the_run_folder(tmp_path):
-    model = CycleGAN(GEN, DISC, image_log_every_n_steps=2)
+def test_grid_logger_writes_pngs_to_the_run_folder(tmp_path):
+    model = CycleGAN(GEN, DISC)
     logger = CSVLogger(tmp_path)
-    fit(model, logger)
+    fit(model, logger, callbacks=[ImageGridLogger(every_n_steps=2)])
     images = sorted((tmp_path / "lightning_logs" / "version_0" / "images").iterdir())
     assert [path.name for path in images] == ["step_000002.png", "step_000004.png"]
     # Batch of one: a row per direction; columns real, fake, reconstructed, identity.
@@ -78,15 +79,15 @@ def test_model_adds_a_grid_logger_that_writes_pngs_to_the_run_folder(tmp_path):
 
 
 def test_identity_off_gives_three_columns_and_no_logger_means_default_root_dir(tmp_path):
-    model = CycleGAN(GEN, DISC, lambda_identity=0.0, image_log_every_n_steps=4)
-    fit(model, logger=False, root=tmp_path)
+    model = CycleGAN(GEN, DISC, lambda_identity=0.0)
+    fit(model, logger=False, callbacks=[ImageGridLogger(every_n_steps=4)], root=tmp_path)
     (png,) = (tmp_path / "images").iterdir()
     assert png.name == "step_000004.png"
     assert Image.open(png).size == grid_size(3, 2)
 
 
-def test_a_trainer_grid_logger_replaces_the_models_default(tmp_path):
-    model = CycleGAN(GEN, DISC, image_log_every_n_steps=1)
+def test_a_grid_logger_with_a_save_dir_writes_only_there(tmp_path):
+    model = CycleGAN(GEN, DISC)
     fit(
         model,
         logger=False,
@@ -101,8 +102,8 @@ def test_a_trainer_grid_logger_replaces_the_models_default(tmp_path):
     assert not (tmp_path / "root" / "images").exists()
 
 
-def test_image_log_every_n_steps_zero_logs_no_images(tmp_path):
-    fit(CycleGAN(GEN, DISC, image_log_every_n_steps=0), logger=False, iterations=1, root=tmp_path)
+def test_without_a_grid_logger_no_images_are_written(tmp_path):
+    fit(CycleGAN(GEN, DISC), logger=False, iterations=1, root=tmp_path)
     assert not (tmp_path / "images").exists()
 
 
@@ -110,7 +111,7 @@ def test_tensorboard_receives_the_grid(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logger = TensorBoardLogger(tmp_path, name="tb")
-    fit(CycleGAN(GEN, DISC, image_log_every_n_steps=2), logger)
+    fit(CycleGAN(GEN, DISC), logger, callbacks=[ImageGridLogger(every_n_steps=2)])
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     assert "train/images" in events.Tags()["images"]
@@ -124,7 +125,7 @@ def test_wandb_offline_receives_the_grid(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="cyclegan-test")
     try:
-        fit(CycleGAN(GEN, DISC, image_log_every_n_steps=4), logger)
+        fit(CycleGAN(GEN, DISC), logger, callbacks=[ImageGridLogger(every_n_steps=4)])
     finally:
         logger.experiment.finish()
     media = list(tmp_path.glob("wandb/offline-run-*/files/media/images/train/images_*.png"))
@@ -151,7 +152,7 @@ class RecordLoggedSteps(CycleGAN):
 
 
 def test_iteration_losses_are_logged_at_logging_steps_and_epoch_means_cover_every_iteration(tmp_path):
-    every_third = RecordLoggedSteps(GEN, DISC, image_log_every_n_steps=0)
+    every_third = RecordLoggedSteps(GEN, DISC)
     run = pl.Trainer(
         accelerator="cpu",
         max_epochs=1,
@@ -164,7 +165,7 @@ def test_iteration_losses_are_logged_at_logging_steps_and_epoch_means_cover_ever
     run.fit(every_third, loader(6))
     assert every_third.logged_batches == [2, 5]  # iterations 3 and 6: where Lightning writes step metrics
 
-    every_one = RecordLoggedSteps(GEN, DISC, image_log_every_n_steps=0)
+    every_one = RecordLoggedSteps(GEN, DISC)
     fit(every_one, CSVLogger(tmp_path, name="every_one"), iterations=6)
     with open(tmp_path / "every_one" / "version_0" / "metrics.csv") as file:
         rows = list(csv.DictReader(file))

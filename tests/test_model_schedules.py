@@ -106,7 +106,7 @@ def fit(model, epochs, callbacks):
 
 def test_linear_schedule_in_a_trainer_run_steps_once_per_epoch():
     record = RecordLR()
-    model = CycleGAN(GEN, DISC, lr_policy="linear", n_epochs=1, n_epochs_decay=2, image_log_every_n_steps=0)
+    model = CycleGAN(GEN, DISC, lr_policy="linear", n_epochs=1, n_epochs_decay=2)
     trainer = fit(model, 3, [record])
     # Per epoch: [G lr, D lr].
     assert record.lrs == pytest.approx([LR, LR, LR * 2 / 3, LR * 2 / 3, LR / 3, LR / 3])
@@ -114,7 +114,7 @@ def test_linear_schedule_in_a_trainer_run_steps_once_per_epoch():
 
 
 def test_plateau_in_a_trainer_run_watches_the_epoch_mean_generator_loss():
-    model = CycleGAN(GEN, DISC, lr_policy="plateau", image_log_every_n_steps=0)
+    model = CycleGAN(GEN, DISC, lr_policy="plateau")
     trainer = fit(model, 1, [])
     epoch_mean = trainer.callback_metrics["train/G_epoch"].item()
     for scheduler in model.lr_schedulers():
@@ -132,9 +132,7 @@ class EpochEndReplayed(CycleGAN):
 @pytest.mark.parametrize("policy", ["linear", "plateau"])
 def test_a_replayed_epoch_end_steps_the_schedulers_once(policy):
     record = RecordLR()
-    model = EpochEndReplayed(
-        GEN, DISC, lr_policy=policy, n_epochs=1, n_epochs_decay=2, image_log_every_n_steps=0
-    )
+    model = EpochEndReplayed(GEN, DISC, lr_policy=policy, n_epochs=1, n_epochs_decay=2)
     trainer = fit(model, 3, [record])
     for scheduler in model.lr_schedulers():
         assert scheduler.last_epoch == 3

@@ -18,7 +18,7 @@ LOSS_KEYS = {"G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "G", "D_A", "
 
 
 def tiny_model(**settings):
-    return CycleGAN(GEN, DISC, **{"pool_size": 2, "image_log_every_n_steps": 0, **settings})
+    return CycleGAN(GEN, DISC, **{"pool_size": 2, **settings})
 
 
 def loader(count=2, size=32, a_channels=3, b_channels=3, poison=()):
@@ -109,9 +109,7 @@ def test_identity_loss_needs_equal_channel_counts():
 
 
 def test_grayscale_to_rgb_trains_without_identity():
-    model = CycleGAN(
-        {**GEN, "input_nc": 1, "output_nc": 3}, DISC, lambda_identity=0.0, image_log_every_n_steps=0
-    )
+    model = CycleGAN({**GEN, "input_nc": 1, "output_nc": 3}, DISC, lambda_identity=0.0)
     assert model.netD_A.model[0].in_channels == 3  # judges domain B (G_A's outputs)
     assert model.netD_B.model[0].in_channels == 1  # judges domain A
     run = trainer(fast_dev_run=2)
@@ -206,7 +204,7 @@ class RecordClippedNorm(CycleGAN):
 def test_gradient_clipping_bounds_each_step_norm(clip, precision):
     """Unclipped norms here are far above 1e-3, so clipped steps sit at 1e-3; under 16-mixed this holds
     only if clipping sees the unscaled gradients."""
-    model = RecordClippedNorm(GEN, DISC, gradient_clip_val=clip, image_log_every_n_steps=0)
+    model = RecordClippedNorm(GEN, DISC, gradient_clip_val=clip)
     model.clipped_norms = []
     if precision == "16-mixed":
         settings = {

@@ -121,7 +121,7 @@ def test_shipped_sample_and_run_summary(tmp_path: Path, monkeypatch: pytest.Monk
         "logger=csv",
         "trainer.max_steps=4",
         "trainer.limit_val_batches=0",
-        "model.image_log_every_n_steps=1",
+        "callbacks.image_grid.every_n_steps=1",
         f"hydra.run.dir={out}",
     ]
     assert run_train(args, monkeypatch) == 0

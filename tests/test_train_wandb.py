@@ -39,7 +39,7 @@ def test_wandb_offline_run_records_config_losses_images_and_checkpoints(
         "trainer.max_epochs=1",
         "trainer.limit_val_batches=0",
         "trainer.log_every_n_steps=1",
-        "model.image_log_every_n_steps=2",
+        "callbacks.image_grid.every_n_steps=2",
         f"hydra.run.dir={out}",
     ]
     assert run_train(args, monkeypatch) == 0

@@ -26,7 +26,7 @@ GENERATOR_TERMS = {"G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "G"}
 
 
 def tiny_model(**settings: Any) -> CycleGAN:
-    return CycleGAN(GEN, DISC, **{"pool_size": 0, "image_log_every_n_steps": 0, **settings})
+    return CycleGAN(GEN, DISC, **{"pool_size": 0, **settings})
 
 
 def fixed_batch(size: int = 32) -> dict[str, torch.Tensor]:

@@ -1,10 +1,11 @@
-"""Callbacks and helpers that make a training run impossible to lose.
+"""Every Lightning callback of a training run, each added by config (conf/callbacks), and the run's
+checkpoint plumbing.
 
-The Lightning plugin that writes and reads checkpoints (`AtomicCheckpointIO`, on
-`cyclegan.checkpoint_files`), the checkpoint policy (`RunCheckpoint`),
-checkpoint-and-stop on SIGTERM/SIGINT (`SignalCheckpoint`), exact resume of RNGs and the position in
-the epoch (`TrainingStateCheckpoint`) and run-folder checks and locking (`run_folder`). Sits at the
-model level: imports cyclegan.model, never cyclegan.cli.
+Never lose a run: the checkpoint policy (`RunCheckpoint`), the plugin that writes and reads checkpoint
+files (`AtomicCheckpointIO`, on `cyclegan.checkpoint_files`), checkpoint-and-stop on SIGTERM/SIGINT
+(`SignalCheckpoint`), exact resume of RNGs and the position in the epoch (`TrainingStateCheckpoint`),
+run-folder checks and locking (`run_folder`). See the run: image grids (`ImageGridLogger`) and FID/KID
+during training (`FIDCallback`). Imports cyclegan.model and cyclegan.inference, never cyclegan.cli.
 """
 
 import importlib
@@ -13,9 +14,11 @@ from typing import Any
 # Loaded on first use: importing one callback does not import the others' dependencies.
 _EXPORTS = {
     "AtomicCheckpointIO": "checkpoint_io",
-    "RunCheckpoint": "checkpointing",
-    "SignalCheckpoint": "preemption",
-    "StopAfterSignal": "preemption",
+    "FIDCallback": "fid",
+    "ImageGridLogger": "image_grid",
+    "RunCheckpoint": "run_checkpoint",
+    "SignalCheckpoint": "signal_checkpoint",
+    "StopAfterSignal": "signal_checkpoint",
     "RunFolderError": "run_folder",
     "RunFolderLock": "run_folder",
     "check_run_folder": "run_folder",

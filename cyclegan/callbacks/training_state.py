@@ -27,7 +27,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from cyclegan.model.processes import gather_from_processes
+from cyclegan.model.distributed import gather_from_processes
 
 STATE_VERSION = 1
 

@@ -9,16 +9,16 @@ import hydra
 from omegaconf import DictConfig
 from torch import nn
 
-from cyclegan.cli.settings import (
+from cyclegan.cli.command_helpers import (
     USER_ERRORS,
     check_inference_settings,
     inference_options,
     require_settings,
     run_or_exit,
 )
+from cyclegan.data.domains import DOMAINS
 from cyclegan.inference.checkpoints import detect_kind, open_generator
 from cyclegan.inference.evaluation import (
-    DOMAINS,
     directions_for,
     evaluate_direction,
     format_table,

@@ -7,7 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from cyclegan.cli.settings import require_settings, run_or_exit
+from cyclegan.cli.command_helpers import require_settings, run_or_exit
 from cyclegan.inference.checkpoints import check_direction, open_generator
 from cyclegan.inference.export import check_format, check_output, export_generator, verify_onnx
 

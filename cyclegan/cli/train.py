@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------------------- validation
 def validate_config(cfg: DictConfig) -> None:
     """Check the settings that would otherwise fail late (or silently) and raise `ConfigError`."""
-    from cyclegan.cli.settings import missing_settings
+    from cyclegan.cli.command_helpers import missing_settings
 
     missing = missing_settings(cfg)
     if missing:  # the checks below read these values

@@ -8,7 +8,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from cyclegan.cli.settings import check_inference_settings, inference_options, require_settings, run_or_exit
+from cyclegan.cli.command_helpers import (
+    check_inference_settings,
+    inference_options,
+    require_settings,
+    run_or_exit,
+)
 from cyclegan.inference.checkpoints import detect_kind, open_generator
 from cyclegan.inference.evaluation import directions_for
 from cyclegan.inference.files import (

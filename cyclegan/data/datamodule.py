@@ -36,13 +36,12 @@ from cyclegan.data.datasets import (
     collate_samples,
 )
 from cyclegan.data.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError
+from cyclegan.data.domains import DIRECTIONS
 from cyclegan.data.files import DatasetRoot
 from cyclegan.data.sampling import EpochSampler, SharedEpoch
 from cyclegan.data.transforms import PREPROCESS_MODES, TEST_PREPROCESS_MODES, EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
-
-DIRECTIONS = ("AtoB", "BtoA")
 
 
 class UnpairedImageDataModule(pl.LightningDataModule):

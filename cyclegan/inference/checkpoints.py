@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from cyclegan.checkpoint_files import CheckpointError, load_checkpoint_file
+from cyclegan.data.domains import DIRECTIONS
 from cyclegan.inference.generator_settings import build_declared_generator, checked_generator_settings
 from cyclegan.inference.onnx_generator import OnnxGenerator, external_data_tensors, start_session
 from cyclegan.inference.padding import PadCropGenerator, size_multiple_of
 from cyclegan.nn import load_reference_weights
 
-DIRECTIONS = ("AtoB", "BtoA")
 # Name of the JSON record exported files carry (TorchScript extra file, safetensors metadata key).
 METADATA_KEY = "cyclegan"
 _REFERENCE_NAME = re.compile(r"^(?P<stem>.*net_G_)(?P<domain>[AB])\.pth$")

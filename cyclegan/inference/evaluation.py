@@ -13,13 +13,11 @@ from torch import nn
 from tqdm import tqdm
 
 from cyclegan.data.decode import BadImageError
+from cyclegan.data.domains import DOMAINS
 from cyclegan.inference.files import NOT_REGULAR, find_inputs
 from cyclegan.inference.images import read_network_image
 from cyclegan.inference.metrics import DistributionScores, score_translations
 from cyclegan.inference.translation import run_batch
-
-# direction -> (source domain, target domain)
-DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}
 
 
 def directions_for(direction: str) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cyclegan.inference.padding import module_device
+from cyclegan.inference.devices import module_device
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"

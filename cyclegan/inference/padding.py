@@ -7,11 +7,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def module_device(module: nn.Module, default: torch.device | None = None) -> torch.device:
-    """The device of ``module``'s first parameter (``default``, else CPU, for a parameter-free module)."""
-    return next((p.device for p in module.parameters()), default or torch.device("cpu"))
-
-
 def size_multiple_of(generator: nn.Module) -> int:
     """The side-length multiple ``generator`` needs (ResNet: 4, U-Net: 2**num_downs); 1 when it names none."""
     return int(getattr(generator, "size_multiple", 1))

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cyclegan.inference.padding import module_device, reflect_pad
+from cyclegan.inference.devices import module_device
+from cyclegan.inference.padding import reflect_pad
 from cyclegan.nn import InstanceNorm2d
 from cyclegan.ops.reference import apply_activation
 

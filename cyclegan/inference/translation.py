@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,33 +10,10 @@ from PIL import Image
 from torch import nn
 
 from cyclegan.inference.checkpoints import load_generator
+from cyclegan.inference.devices import autocast_for, module_device, resolve_device
 from cyclegan.inference.images import network_to_pil, pil_to_network
-from cyclegan.inference.padding import PadCropGenerator, module_device
+from cyclegan.inference.padding import PadCropGenerator
 from cyclegan.inference.tiling import tiled_forward
-
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; anything else as torch.device understands it."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device} asked for CUDA, but no CUDA device is available; use device=cpu")
-    return resolved
-
-
-def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context for a Lightning-style precision name ("32", "16-mixed", "bf16-mixed")."""
-    precision = str(precision)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if precision == "32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "16-mixed" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _input_channels(module: nn.Module) -> int:

@@ -1,9 +1,8 @@
-"""The GAN LightningModules (CycleGAN on the shared `GANModule`), their losses, image pool, LR schedules
-and image-grid logging callback."""
+"""The GAN LightningModules (CycleGAN on the shared `GANModule`), their losses, image pool and LR
+schedules."""
 
 from cyclegan.model.cyclegan import CycleGAN
 from cyclegan.model.gan_module import MODEL_KEY, STATE_KEY, GANModule, NonFiniteLossError
-from cyclegan.model.image_logger import ImageGridLogger, image_grid
 from cyclegan.model.losses import GAN_MODES, GANLoss, gradient_penalty
 from cyclegan.model.pool import ImagePool
 from cyclegan.model.schedules import LR_POLICIES, build_scheduler, linear_decay_factor
@@ -16,11 +15,9 @@ __all__ = [
     "CycleGAN",
     "GANLoss",
     "GANModule",
-    "ImageGridLogger",
     "ImagePool",
     "NonFiniteLossError",
     "build_scheduler",
     "gradient_penalty",
-    "image_grid",
     "linear_decay_factor",
 ]

@@ -24,9 +24,9 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from cyclegan.model.distributed import gather_from_processes
 from cyclegan.model.epoch_losses import EpochLosses
 from cyclegan.model.network_config import plain_container
-from cyclegan.model.processes import gather_from_processes
 from cyclegan.model.schedules import build_scheduler, check_schedule
 
 # Key of a model's extra training state inside a Lightning checkpoint, and the layout's version.
@@ -59,7 +59,7 @@ class GANModule(pl.LightningModule):
     generator loss), ``n_epochs``, ``n_epochs_decay``, ``lr_decay_iters``, ``lr_gamma``,
     ``gradient_clip_val`` (each optimizer's gradient norm, after fp16 unscaling), ``channels_last``,
     ``compile`` (True, or a dict of ``torch.compile`` arguments, applied to each network),
-    ``max_consecutive_nonfinite`` (None never stops), ``image_log_every_n_steps`` and ``pool_seed``
+    ``max_consecutive_nonfinite`` (None never stops) and ``pool_seed``
     (seeds the module's own generator, offset by the process rank; None: from ``torch.initial_seed()``,
     i.e. from ``seed_everything``).
     """
@@ -84,7 +84,6 @@ class GANModule(pl.LightningModule):
         channels_last: bool = False,
         compile: bool | dict[str, Any] = False,
         max_consecutive_nonfinite: int | None = 10,
-        image_log_every_n_steps: int | None = 200,
         pool_seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -104,10 +103,6 @@ class GANModule(pl.LightningModule):
         _check(
             max_consecutive_nonfinite is None or max_consecutive_nonfinite >= 1,
             f"max_consecutive_nonfinite must be None or >= 1, got {max_consecutive_nonfinite}",
-        )
-        _check(
-            image_log_every_n_steps is None or image_log_every_n_steps >= 0,
-            f"image_log_every_n_steps must be None or >= 0, got {image_log_every_n_steps}",
         )
         _check(
             isinstance(plain_container(compile), (bool, dict)),
@@ -166,15 +161,6 @@ class GANModule(pl.LightningModule):
         """
         if stage == "fit":
             self.rng.manual_seed(self._rank_seed())
-
-    def configure_callbacks(self) -> list[pl.Callback]:
-        """An image-grid logger every ``image_log_every_n_steps`` iterations, unless the Trainer has one."""
-        from cyclegan.model.image_logger import ImageGridLogger
-
-        every = self.hparams.image_log_every_n_steps
-        if not every or any(isinstance(cb, ImageGridLogger) for cb in self.trainer.callbacks):
-            return []
-        return [ImageGridLogger(every_n_steps=every)]
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
         """One Adam per optimizer group and an epoch schedule for each."""

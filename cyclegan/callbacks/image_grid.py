@@ -1,4 +1,5 @@
-"""Callback that writes grids of CycleGAN's images (real, fake, reconstructed, identity) during training."""
+"""Callback that writes grids of a GAN model's images (real, translated, reconstructed, ...) during
+training; each model names its grid's rows (``grid_rows``)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,12 @@ import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid, save_image
 
-# One grid row per direction: the real image, its translation, the reconstruction, and the identity
-# image of the same domain (G_B(A) for A, G_A(B) for B) when the identity loss is on.
-GRID_ROWS = (("real_A", "fake_B", "rec_A", "idt_B"), ("real_B", "fake_A", "rec_B", "idt_A"))
-
 
 def image_grid(
-    visuals: Mapping[str, torch.Tensor], max_images: int = 4, rows: Sequence[Sequence[str]] = GRID_ROWS
+    visuals: Mapping[str, torch.Tensor], rows: Sequence[Sequence[str]], max_images: int = 4
 ) -> torch.Tensor:
     """A (3, H, W) float grid in [0, 1] from [-1, 1] image batches: per sample one grid row per entry of
-    ``rows`` (visual names; CycleGAN's default: A->B, B->A), names missing from ``visuals`` left out.
+    ``rows`` (visual names, e.g. CycleGAN's A->B and B->A rows), names missing from ``visuals`` left out.
 
     Grayscale tiles are repeated to RGB and every tile is resized to the first one's size, so domains of
     different channel counts or sizes fit in one grid.
@@ -47,7 +44,8 @@ class ImageGridLogger(pl.Callback):
     """Every ``every_n_steps`` training iterations (batches), on global rank 0: save the iteration's image
     grid as ``<save_dir>/step_<iteration>.png`` (default ``save_dir``: ``<trainer.log_dir or
     default_root_dir>/images``) and send it to W&B (``log_image``) and TensorBoard (``add_image``)
-    loggers; other loggers get nothing. Needs a ``training_step`` that returns ``{"visuals": {...}}``.
+    loggers; other loggers get nothing. Needs a model with ``grid_rows`` whose ``training_step`` returns
+    ``{"visuals": {...}}`` (every `cyclegan.model.GANModule`).
 
     When training ends, the last iteration's grid is logged too (unless it was just logged), so every
     run leaves a picture, also one shorter than ``every_n_steps`` and a ``fast_dev_run``.
@@ -94,8 +92,7 @@ class ImageGridLogger(pl.Callback):
             self._unlogged = None
 
     def _log_grid(self, trainer: pl.Trainer, iteration: int, visuals: Mapping[str, torch.Tensor]) -> None:
-        rows = getattr(trainer.lightning_module, "grid_rows", None) or GRID_ROWS
-        grid = image_grid(visuals, self.max_images, rows)
+        grid = image_grid(visuals, trainer.lightning_module.grid_rows, self.max_images)
         assert self._resolved_dir is not None, "ImageGridLogger.setup was not called"
         self._resolved_dir.mkdir(parents=True, exist_ok=True)
         save_image(grid, self._resolved_dir / f"step_{iteration:06d}.png")

@@ -33,7 +33,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-from cyclegan.callbacks.checkpointing import RunCheckpoint
+from cyclegan.callbacks.run_checkpoint import RunCheckpoint
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DEFERRED_SIGNALS = (signal.SIGUSR1,)

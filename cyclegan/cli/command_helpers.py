@@ -10,8 +10,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cyclegan.checkpoint_files import CheckpointError
+from cyclegan.inference.devices import autocast_for, resolve_device
 from cyclegan.inference.onnx_generator import OnnxUnavailableError
-from cyclegan.inference.translation import autocast_for, resolve_device
 
 T = TypeVar("T")
 
