@@ -200,6 +200,12 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def checkpoint_exists(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (a plain path or an fsspec URL) is an existing file."""
+    fs, location = fsspec.core.url_to_fs(str(path))
+    return fs.isfile(location)
+
+
 def remove_checkpoint_file(path: str | os.PathLike) -> None:
     """Delete a checkpoint file (local or URL); a missing one is fine."""
     fs, location = fsspec.core.url_to_fs(str(path))

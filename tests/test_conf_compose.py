@@ -15,7 +15,8 @@ from omegaconf import DictConfig, open_dict
 from test_train_cli import make_unpaired_dataset
 
 import cyclegan.cli.train  # noqa: F401  (registers the cyclegan.add resolver)
-from cyclegan.cli.train import instantiate_group, validate_config
+from cyclegan.cli.train import instantiate_group
+from cyclegan.cli.train_config import validate_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SMALL = ["model.generator.ngf=4", "model.discriminator.ndf=4"]

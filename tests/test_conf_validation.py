@@ -9,7 +9,7 @@ from test_conf_compose import compose_train
 from test_train_cli import TINY, make_unpaired_dataset, run_train
 
 from cyclegan.callbacks import RunFolderError, check_run_folder
-from cyclegan.cli.train import ConfigError, validate_config
+from cyclegan.cli.train_config import ConfigError, validate_config
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_ckpt_path_that_cannot_resume_is_named_before_training(
     inside Lightning's checkpoint loader."""
     import torch
 
-    from cyclegan.cli.train import check_resume_compatible
+    from cyclegan.cli.resume import check_resume_compatible
 
     path = tmp_path / f"{kind}.ckpt"
     if kind == "garbage":
@@ -129,7 +129,7 @@ def test_ckpt_path_that_cannot_resume_is_named_before_training(
 
 def test_fresh_start_over_an_earlier_run_is_warned_about(tmp_path: Path) -> None:
     """Re-running a command into a used run folder without ckpt_path replaces its last.ckpt: say so."""
-    from cyclegan.cli.train import earlier_run_warning
+    from cyclegan.cli.resume import earlier_run_warning
 
     checkpoints = tmp_path / "run" / "checkpoints"
     assert earlier_run_warning(None, str(checkpoints)) is None

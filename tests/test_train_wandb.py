@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 from test_train_cli import TINY, make_unpaired_dataset, run_train
 
-from cyclegan.cli.train import configure_wandb
+from cyclegan.cli.wandb_setup import configure_wandb
 
 
 def wait_for_record(path: Path, marker: bytes, timeout_s: float = 60.0) -> bytes:
