@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cyclegan.ops import instance_norm_stats_torch, instance_norm_torch
+from cyclegan.ops import instance_norm_ref, instance_norm_stats_ref
 from cyclegan.ops.triton_op import instance_norm_triton, plane_layout
 
 # (path, chunk): one register tile per plane; the streamed loop with 16-row tiles; several programs
@@ -62,7 +62,7 @@ def run_with_grads(fn, x, weight, bias, residual, grad):
 
 def reference64(x, weight, bias, residual, grad, activation):
     as64 = lambda t: t.double() if t is not None else None
-    fn = lambda x_, w_, b_, r_: instance_norm_torch(x_, w_, b_, 1e-5, activation, 0.2, r_)
+    fn = lambda x_, w_, b_, r_: instance_norm_ref(x_, w_, b_, 1e-5, activation, 0.2, r_)
     return run_with_grads(fn, as64(x), as64(weight), as64(bias), as64(residual), grad.double())
 
 
@@ -134,10 +134,10 @@ def test_large_mean_planes_stay_exact_in_fp32(path, chunk):
     gen = torch.Generator().manual_seed(3)
     x = (torch.randn(2, 3, 9, 11, generator=gen, dtype=torch.float64) + 1e4).float()
     y = instance_norm_triton(x, path=path, chunk=chunk)
-    ref = instance_norm_torch(x.double())
+    ref = instance_norm_ref(x.double())
     torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-4)
-    ref_mean, ref_rstd = instance_norm_stats_torch(x.double())
-    _, mean, rstd = torch.ops.cyclegan.instance_norm_fwd(x, None, None, None, 1e-5, "none", 0.2, path, chunk)
+    ref_mean, ref_rstd = instance_norm_stats_ref(x.double())
+    _, mean, rstd = torch.ops.cyclegan.instance_norm_fwd(x, None, None, None, 1e-5, None, 0.2, path, chunk)
     torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-7, atol=0)
     torch.testing.assert_close(rstd.double(), ref_rstd, rtol=1e-4, atol=0)
 
@@ -170,7 +170,7 @@ def test_other_layouts_are_made_contiguous():
     x = base[:, :, ::2, :]  # strided view: neither NCHW- nor channels_last-contiguous
     assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
     y = instance_norm_triton(x)
-    torch.testing.assert_close(y.double(), instance_norm_torch(x.double()), rtol=1e-5, atol=2e-5)
+    torch.testing.assert_close(y.double(), instance_norm_ref(x.double()), rtol=1e-5, atol=2e-5)
     assert y.is_contiguous()
 
 
@@ -200,8 +200,8 @@ def test_empty_batch_through_autograd(path, chunk):
 def test_input_passed_as_its_own_residual():
     x = torch.randn(2, 3, 5, 6, requires_grad=True)
     y = instance_norm_triton(x, residual=x)
-    torch.testing.assert_close(y, instance_norm_torch(x) + x, rtol=1e-5, atol=2e-5)
+    torch.testing.assert_close(y, instance_norm_ref(x) + x, rtol=1e-5, atol=2e-5)
     y.backward(torch.ones_like(y))
     x_ref = x.detach().clone().requires_grad_()
-    (instance_norm_torch(x_ref) + x_ref).backward(torch.ones_like(y))
+    (instance_norm_ref(x_ref) + x_ref).backward(torch.ones_like(y))
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=2e-5)
