@@ -2,6 +2,7 @@
 
 from cyclegan.ops.instance_norm import BACKENDS, instance_norm
 from cyclegan.ops.reference import ACTIVATIONS, instance_norm_ref, instance_norm_stats_ref
+from cyclegan.ops.torch_path import instance_norm_torch
 from cyclegan.ops.triton_support import interpreter_enabled, triton_available
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "instance_norm",
     "instance_norm_ref",
     "instance_norm_stats_ref",
+    "instance_norm_torch",
     "interpreter_enabled",
     "triton_available",
 ]

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from cyclegan.ops.reference import ACTIVATIONS, instance_norm_ref
+from cyclegan.ops.reference import ACTIVATIONS
+from cyclegan.ops.torch_path import instance_norm_torch
 from cyclegan.ops.triton_support import triton_available
 
 BACKENDS = ("auto", "triton", "torch")
@@ -91,7 +92,7 @@ def instance_norm(
         use_kernels = x.is_cuda and x.dtype != torch.float64 and triton_available()
         backend = "triton" if use_kernels else "torch"
     if backend == "torch":
-        return instance_norm_ref(x, weight, bias, eps, activation, negative_slope, residual)
+        return instance_norm_torch(x, weight, bias, eps, activation, negative_slope, residual)
     if not triton_available():
         raise RuntimeError("instance_norm backend='triton' needs the triton package, which is not installed")
     from cyclegan.ops.triton_op import instance_norm_triton  # imported on first use: triton is optional
