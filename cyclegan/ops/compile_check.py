@@ -2,9 +2,9 @@
 
 The interpreter runs the kernels' arithmetic on CPU but never lowers them, and under it the ops are
 opaque ``custom_op``s. This (1) builds each kernel for a CUDA target (Triton's bundled LLVM and ptxas;
-no driver needed) for fp32 and bf16 with every flag off and on, and (2) traces the real ``triton_op``
-bodies the way AOTAutograd does for inductor on a GPU, checking every launch becomes a functional
-kernel node.
+no driver needed) for fp32 and bf16 at every plan step with the flags off and on and every activation,
+and (2) traces the real ``triton_op`` bodies the way AOTAutograd does for inductor on a GPU, checking every
+launch becomes a functional kernel node.
 
     TRITON_INTERPRET=0 python -m cyclegan.ops.compile_check [--arch 90]
 """
@@ -17,10 +17,8 @@ import itertools
 import os
 import sys
 
-FP32_POINTERS = {"Mean", "Rstd", "PartMean", "PartM2", "PartGz", "PartGzx", "SumGz", "SumGzx"} | {
-    "DWeight",
-    "DBias",
-}
+PARTIALS = {"PartMean", "PartM2", "PartGz", "PartGzx"}
+FP32_POINTERS = {"Mean", "Rstd", "SumGz", "SumGzx", "DWeight", "DBias"} | PARTIALS
 DATA_POINTERS = {"X", "Y", "W", "B", "R", "G", "DX"}
 FLOAT_SCALARS = {"eps", "slope"}
 

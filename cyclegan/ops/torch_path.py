@@ -59,8 +59,8 @@ def instance_norm_torch(
     y = _activate_(y, activation, negative_slope)
     if residual is not None:
         residual = residual.reshape(y.shape)
-        # In place unless the activation saved y for its backward; a residual of another dtype is added
-        # in fp32 either way and rounded once to x's dtype.
+        # In place unless the activation saved y for its backward; either way a residual of another dtype
+        # is added in the wider of the two dtypes and rounded once to x's dtype.
         y = y.add_(residual) if activation is None else torch.add(y, residual).to(x.dtype)
     if batch == 1:
         return y
