@@ -151,7 +151,7 @@ def reps_for(shape: tuple[int, ...], quick: bool) -> int:
     """More repetitions for small layers (tens of microseconds) than for the 256x256 ones."""
     if quick:
         return 5
-    return 400 if math.prod(shape) <= 64 * 64 * 64 else 60
+    return 400 if math.prod(shape) <= 64 * 64 * 64 else 100
 
 
 def bench_network_set(name: str, arch: str, ngf: int, ndf: int, size: int, quick: bool) -> dict:
@@ -230,7 +230,7 @@ def bench_generator(quick: bool) -> dict:
 
         return run
 
-    timing = time_interleaved(step(ours), step(aten), 5 if quick else 60)
+    timing = time_interleaved(step(ours), step(aten), 5 if quick else 100)
     return {
         "network": "resnet_6blocks ngf 16, 56x56, batch 1, forward+backward",
         "max_abs_diff": max_abs_diff,
