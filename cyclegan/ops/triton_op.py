@@ -35,11 +35,6 @@ def _launch(kernel, grid: tuple[int, ...], **kwargs) -> None:
     torch.library.wrap_triton(kernel)[grid](**kwargs)
 
 
-def _tiling(plan: LaunchPlan) -> dict[str, int]:
-    """The tile sizes and warp count every plane or chunk kernel is launched with."""
-    return {"BLOCK_L": plan.block_l, "BLOCK_C": plan.block_c, "num_warps": plan.num_warps}
-
-
 def _affine(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> dict[str, Tensor | bool]:
     """Contiguous weight and bias with their ``HAS_W``/``HAS_B`` flags; an absent one is replaced by ``x``,
     which the kernels then never read."""
@@ -125,10 +120,11 @@ def _grid(x: Tensor, plan: LaunchPlan) -> tuple[int, int]:
 
 
 def _plane_args(x: Tensor, x_strides: tuple[int, int, int], plan: LaunchPlan) -> dict[str, int]:
-    """The sizes, strides and tiling every plane or chunk kernel is launched with."""
+    """The sizes, strides, tile shape and warp count both plane kernels are launched with."""
     sizes = {"C": x.shape[1], "L": math.prod(x.shape[2:]), "CHUNK": plan.chunk}
     strides = dict(zip(("s_n", "s_c", "s_l"), x_strides))
-    return {**sizes, **strides, "BLOCK_S": triton.next_power_of_2(plan.splits), **_tiling(plan)}
+    tiles = {"BLOCK_S": triton.next_power_of_2(plan.splits), "BLOCK_L": plan.block_l, "BLOCK_C": plan.block_c}
+    return {**sizes, **strides, **tiles, "num_warps": plan.num_warps}
 
 
 def _empty_stats(x: Tensor) -> Tensor:
