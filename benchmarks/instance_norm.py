@@ -8,7 +8,7 @@ and is compared with the device's measured copy bandwidth. Prints JSON and, on C
 benchmarks/results/instance_norm.json.
 
     python benchmarks/instance_norm.py              # needs a CUDA GPU
-    python benchmarks/instance_norm.py --quick      # fewer shapes
+    python benchmarks/instance_norm.py --quick      # every summary key in about a minute and a half
     python benchmarks/instance_norm.py --cpu-smoke  # tiny CPU run (interpreter) that only checks the script
 """
 
@@ -26,6 +26,12 @@ from pathlib import Path
 
 LAYER_SHAPES = [(64, 256, 256), (128, 128, 128), (256, 64, 64), (512, 31, 31)]
 BATCHES = [1, 4, 16]
+DTYPES = ["float32", "bfloat16"]
+# --quick: the first and last layer at batch 1 and 8 in bf16 (the GPU training dtype), both layouts: 8 cases
+# that give every summary key. Expected on an H200 (estimate, not yet measured): ~60 s for the
+# torch.compile baseline (a fresh static compile per case), ~15 s for our kernels' compilation and
+# ~10 s of timing.
+QUICK = ([LAYER_SHAPES[0], LAYER_SHAPES[-1]], [1, 8], ["bfloat16"])
 RESULTS = Path(__file__).resolve().parent / "results" / "instance_norm.json"
 BANDWIDTH_MIN_BATCH = 8  # batch-1 activations sit in L2: quote bandwidth fractions at batch >= 8 only
 
@@ -33,10 +39,17 @@ BANDWIDTH_MIN_BATCH = 8  # batch-1 activations sit in L2: quote bandwidth fracti
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny CPU run checking the script works")
-    parser.add_argument("--quick", action="store_true", help="first and last layer shape only")
+    parser.add_argument("--quick", action="store_true", help="8 cases that give every summary key")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON on CUDA")
     return parser.parse_args(argv)
+
+
+def benchmark_cases(device: str, quick: bool) -> tuple[list, list, list]:
+    """Layer shapes, batches and dtypes to time: tiny ones for the CPU smoke run, ``QUICK`` or all on CUDA."""
+    if device == "cpu":
+        return [(4, 8, 8)], [2], DTYPES
+    return QUICK if quick else (LAYER_SHAPES, BATCHES, DTYPES)
 
 
 def geomean(values: list[float]) -> float | None:
@@ -44,12 +57,13 @@ def geomean(values: list[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-def make_timer(device: str):
+def make_timer(device: str, quick: bool):
     """Median milliseconds of a callable: triton's do_bench (L2 flushed between runs) on CUDA."""
     if device == "cuda":
         import triton.testing
 
-        return lambda fn, grads: triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grads)
+        warmup, rep = (10, 40) if quick else (25, 100)
+        return lambda fn, grads: triton.testing.do_bench(fn, warmup=warmup, rep=rep, grad_to_none=grads)
 
     def cpu_timer(fn, grads):
         fn()
@@ -79,14 +93,14 @@ def implementations(compile_baseline: bool):
     import torch
     import torch.nn.functional as F
 
-    from cyclegan.ops import instance_norm, instance_norm_torch
+    from cyclegan.ops import instance_norm, instance_norm_ref
 
     impls = {
         "ours": lambda x, w, b: instance_norm(x, w, b, activation="relu", backend="triton"),
         "eager": lambda x, w, b: F.relu(F.instance_norm(x, weight=w, bias=b, eps=1e-5)),
     }
     if compile_baseline:
-        impls["compile"] = torch.compile(lambda x, w, b: instance_norm_torch(x, w, b, 1e-5, "relu"))
+        impls["compile"] = torch.compile(lambda x, w, b: instance_norm_ref(x, w, b, 1e-5, "relu"))
     return impls
 
 
@@ -153,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     import triton
 
     if args.cpu_smoke:
-        device, layer_shapes, batches = "cpu", [(4, 8, 8)], [2]
+        device = "cpu"
     elif not torch.cuda.is_available():
         print(
             "benchmarks/instance_norm.py needs a CUDA GPU for real figures and none is available; "
@@ -163,25 +177,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     else:
         device = "cuda"
-        layer_shapes = [LAYER_SHAPES[0], LAYER_SHAPES[-1]] if args.quick else LAYER_SHAPES
-        batches = BATCHES
-
-    timer = make_timer(device)
+    layer_shapes, batches, dtypes = benchmark_cases(device, args.quick)
+    timer = make_timer(device, args.quick)
     impls = implementations(compile_baseline=not args.no_compile)
     copy_gbs = copy_bandwidth_gbs(device, timer)
     rows = []
     for batch in batches:
         for layer in layer_shapes:
-            for dtype in (torch.float32, torch.bfloat16):
+            for dtype in dtypes:
                 for channels_last in (False, True):
                     shape = (batch, *layer)
-                    rows.append(bench_case(impls, timer, shape, dtype, channels_last, device))
+                    rows.append(bench_case(impls, timer, shape, getattr(torch, dtype), channels_last, device))
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     report = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu (smoke run, not a measurement)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "triton": triton.__version__,
+        "quick": args.quick,
         "op": "relu(instance_norm(x, weight, bias)), eps=1e-5",
         "bytes_moved": "forward 2x the tensor, forward+backward 5x",
         "bandwidth_fraction_min_batch": BANDWIDTH_MIN_BATCH,

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cyclegan.ops import instance_norm, instance_norm_stats_torch, instance_norm_torch
+from cyclegan.ops import instance_norm, instance_norm_ref, instance_norm_stats_ref
 from cyclegan.ops.plan import plan_launch
 
 
@@ -47,20 +47,122 @@ def test_activation_and_residual_are_applied_in_order():
     )
 
 
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
-def test_gradcheck_of_pytorch_path_in_fp64(activation):
+@pytest.mark.parametrize("path", ["pytorch_path", "reference"])
+def test_gradcheck_in_fp64(path, activation, batch):
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 3, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(batch, 3, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     w = (torch.rand(3, generator=gen, dtype=torch.float64) + 0.5).requires_grad_()
     b = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
-    r = torch.randn(2, 3, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
-    fn = lambda *t: instance_norm(*t[:3], activation=activation, residual=t[3], backend="torch")
+    r = torch.randn(batch, 3, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    if path == "pytorch_path":
+        fn = lambda *t: instance_norm(*t[:3], activation=activation, residual=t[3], backend="torch")
+    else:
+        fn = lambda *t: instance_norm_ref(*t[:3], activation=activation, residual=t[3])
     assert torch.autograd.gradcheck(fn, (x, w, b, r))
+
+
+# (activation, weight, bias, residual): the seed layout's layers (ReLU, LeakyReLU, residual) and the rest.
+CPU_PATH_VARIANTS = [
+    (None, False, False, False),
+    ("relu", True, True, False),
+    ("leaky_relu", True, True, False),
+    (None, True, True, True),
+    ("relu", True, False, True),
+    ("leaky_relu", False, False, True),
+]
+
+
+def forward_backward(fn, tensors, grad):
+    """``fn`` on leaf copies of ``tensors`` (None stays None), backward with ``grad``: (y, grads)."""
+    leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in tensors]
+    y = fn(*leaves)
+    y.backward(grad)
+    return y.detach(), [t.grad if t is not None else None for t in leaves]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.float64, 1e-12)], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_pytorch_path_forward_backward_matches_reference(batch, channels_last, dtype, tol):
+    """The ATen-based CPU path against the fp64 formula, output in the input's layout, every variant."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(4)
+    shape = (batch, 5, 7, 13)
+    for activation, has_w, has_b, has_r in CPU_PATH_VARIANTS:
+        x = (torch.randn(shape, generator=gen) * 2 + 0.5).to(dtype, memory_format=memory_format)
+        w = (torch.rand(5, generator=gen) + 0.5).to(dtype) if has_w else None
+        b = torch.randn(5, generator=gen).to(dtype) if has_b else None
+        r = torch.randn(shape, generator=gen).to(dtype, memory_format=memory_format) if has_r else None
+        g = torch.randn(shape, generator=gen).to(dtype, memory_format=memory_format)
+        ours = lambda *t, act=activation: instance_norm(
+            *t[:3], activation=act, residual=t[3], backend="torch"
+        )
+        ref = lambda *t, act=activation: instance_norm_ref(*t[:3], activation=act, residual=t[3])
+        y, grads = forward_backward(ours, (x, w, b, r), g)
+        as64 = [t.double() if t is not None else None for t in (x, w, b, r)]
+        y_ref, grads_ref = forward_backward(ref, as64, g.double())
+        label = f"{activation} w={has_w} b={has_b} r={has_r}"
+        assert y.dtype == dtype and y.is_contiguous(memory_format=memory_format), label
+        names = ("y", "dx", "dweight", "dbias", "dresidual")
+        for name, actual, expected in zip(names, (y, *grads), (y_ref, *grads_ref)):
+            what = f"{name} {label}"
+            assert (actual is None) == (expected is None), what
+            if actual is not None:
+                torch.testing.assert_close(
+                    actual.double(), expected, rtol=tol / 2, atol=tol, msg=lambda m, what=what: f"{what}: {m}"
+                )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize(
+    "weight_dtype", [None, torch.float32, "input"], ids=["no_affine", "fp32_w", "same_w"]
+)
+def test_pytorch_path_keeps_fp32_statistics_for_low_precision_input(dtype, weight_dtype):
+    """With fp32 statistics the output is the exact result rounded once: within half an ulp (plus fp32
+    error). Statistics rounded to bf16 (ATen's choice for bf16 parameters or none) miss this by ~2x."""
+    gen = torch.Generator().manual_seed(6)
+    x = (torch.randn(2, 4, 9, 11, generator=gen) * 3 + 2).to(dtype)
+    w = b = None
+    if weight_dtype is not None:
+        param_dtype = dtype if weight_dtype == "input" else weight_dtype
+        w = (torch.rand(4, generator=gen) + 0.5).to(param_dtype)
+        b = torch.randn(4, generator=gen).to(param_dtype)
+    y = instance_norm(x, w, b, backend="torch")
+    assert y.dtype == dtype
+    expected = instance_norm_ref(x.double(), *(t.double() if t is not None else None for t in (w, b)))
+    bound = (0.5 * torch.finfo(dtype).eps + 1e-5) * expected.abs() + 1e-5
+    excess = (y.double() - expected).abs() - bound
+    assert excess.max() <= 0, f"exceeds half an ulp by {excess.max().item():.3g}"
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_pytorch_path_leaves_input_and_residual_untouched(batch):
+    """The activation and residual add run in place on the batch-norm output, not on the caller's tensors."""
+    x = torch.randn(batch, 3, 5, 6)
+    r = torch.randn(batch, 3, 5, 6)
+    x_before, r_before = x.clone(), r.clone()
+    for activation in (None, "relu", "leaky_relu"):
+        y = instance_norm(x, activation=activation, residual=r, backend="torch")
+        assert y.data_ptr() not in (x.data_ptr(), r.data_ptr())
+        assert torch.equal(x, x_before) and torch.equal(r, r_before)
+
+
+def test_pytorch_path_negative_leaky_slope_backward_matches_reference():
+    """A negative LeakyReLU slope takes the out-of-place activation (autograd has no in-place backward)."""
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    g = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    kwargs = {"activation": "leaky_relu", "negative_slope": -0.1}
+    y, (dx,) = forward_backward(lambda t: instance_norm(t, backend="torch", **kwargs), (x,), g)
+    y_ref, (dx_ref,) = forward_backward(lambda t: instance_norm_ref(t, **kwargs), (x,), g)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-12, atol=1e-12)
 
 
 def test_stats_helper_matches_two_pass_fp64():
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64) + 7
-    mean, rstd = instance_norm_stats_torch(x)
+    mean, rstd = instance_norm_stats_ref(x)
     torch.testing.assert_close(mean, x.mean(dim=(2, 3)))
     torch.testing.assert_close(rstd, 1 / torch.sqrt(x.var(dim=(2, 3), unbiased=False) + 1e-5))
 
@@ -152,7 +254,7 @@ def test_cpu_autocast_follows_the_input_dtype(backend):
         h = conv(x)
         y = instance_norm(h, w, None, activation="relu", backend=backend)
     assert h.dtype == torch.bfloat16 and y.dtype == torch.bfloat16
-    expected = instance_norm_torch(h.double(), w.double(), None, activation="relu")
+    expected = instance_norm_ref(h.double(), w.double(), None, activation="relu")
     torch.testing.assert_close(y.double(), expected, rtol=1e-2, atol=1e-2)
     y.float().sum().backward()
     assert w.grad is not None and w.grad.dtype == torch.float32

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cyclegan.ops import instance_norm
-from cyclegan.ops.instance_norm import BACKENDS
-from cyclegan.ops.reference import ACTIVATIONS
+from cyclegan.ops import ACTIVATIONS, BACKENDS, instance_norm
 
 # Keys old checkpoints (track_running_stats) carry for InstanceNorm layers; instance norm never uses them.
 RUNNING_STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")

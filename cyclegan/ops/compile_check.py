@@ -2,9 +2,9 @@
 
 The interpreter runs the kernels' arithmetic on CPU but never lowers them, and under it the ops are
 opaque ``custom_op``s. This (1) builds each kernel for a CUDA target (Triton's bundled LLVM and ptxas;
-no driver needed) for fp32 and bf16 with every flag off and on, and (2) traces the real ``triton_op``
-bodies the way AOTAutograd does for inductor on a GPU, checking every launch becomes a functional
-kernel node.
+no driver needed) for fp32 and bf16 at every plan step with the flags off and on and every activation,
+and (2) traces the real ``triton_op`` bodies the way AOTAutograd does for inductor on a GPU, checking every
+launch becomes a functional kernel node.
 
     TRITON_INTERPRET=0 python -m cyclegan.ops.compile_check [--arch 90]
 """
@@ -17,38 +17,28 @@ import itertools
 import os
 import sys
 
-FP32_POINTERS = {"Mean", "Rstd", "PartMean", "PartM2", "PartGz", "PartGzx", "SumGz", "SumGzx"} | {
-    "DWeight",
-    "DBias",
-}
+PARTIALS = {"PartMean", "PartM2", "PartGz", "PartGzx"}
+FP32_POINTERS = {"Mean", "Rstd", "SumGz", "SumGzx", "DWeight", "DBias"} | PARTIALS
 DATA_POINTERS = {"X", "Y", "W", "B", "R", "G", "DX"}
 FLOAT_SCALARS = {"eps", "slope"}
 
 
 def kernel_variants():
-    """(kernel, constexpr values) for every kernel and every combination of its flags."""
+    """(kernel, constexpr values) for both plane kernels at every step, flag set and tile shape."""
     from cyclegan.ops import backward_kernels as bk
     from cyclegan.ops import forward_kernels as fk
 
     flag_sets = [
-        {"HAS_W": False, "HAS_B": False, "HAS_R": False, "ACT": 0},
-        {"HAS_W": True, "HAS_B": False, "HAS_R": True, "ACT": 1},
-        {"HAS_W": True, "HAS_B": True, "HAS_R": True, "ACT": 2},
+        {"HAS_W": False, "HAS_B": False, "HAS_R": False, "ACTIVATION": None},
+        {"HAS_W": True, "HAS_B": False, "HAS_R": True, "ACTIVATION": "relu"},
+        {"HAS_W": True, "HAS_B": True, "HAS_R": True, "ACTIVATION": "leaky_relu"},
     ]
+    steps = ("tile", "stream", "partials", "merge")
     blocks = [{"BLOCK_L": 1024, "BLOCK_C": 1}, {"BLOCK_L": 64, "BLOCK_C": 32}]
-    kernels = [
-        fk.instance_norm_fwd_plane_kernel,
-        fk.instance_norm_fwd_split_stats_kernel,
-        fk.instance_norm_fwd_split_norm_kernel,
-        bk.instance_norm_bwd_plane_kernel,
-        bk.instance_norm_bwd_split_sums_kernel,
-        bk.instance_norm_bwd_split_dx_kernel,
-    ]
-    for kernel, flags, block, one_tile in itertools.product(kernels, flag_sets, blocks, (False, True)):
+    kernels = (fk.instance_norm_fwd_kernel, bk.instance_norm_bwd_kernel)
+    for kernel, flags, step, block in itertools.product(kernels, flag_sets, steps, blocks):
         names = {p.name for p in kernel.params if p.is_constexpr}
-        if one_tile and "ONE_TILE" not in names:
-            continue
-        values = {**flags, **block, "ONE_TILE": one_tile, "BLOCK_S": 16}
+        values = {**flags, **block, "STEP": step, "BLOCK_S": 16}
         yield kernel, {k: v for k, v in values.items() if k in names}
     yield bk.instance_norm_bwd_param_kernel, {"BLOCK_C": 256}
 
@@ -116,8 +106,8 @@ def trace_ops(arch: int) -> str:
     def forward_and_backward(x, weight, bias, residual):
         y, mean, rstd = fwd(x, weight, bias, residual, 1e-5, "leaky_relu", 0.2, "split", 24)
         dx, dweight, dbias = bwd(residual, x, weight, bias, mean, rstd, "leaky_relu", 0.2, "split", 24)
-        y2, mean2, rstd2 = fwd(y, weight, None, None, 1e-5, "relu", 0.2, "plane", 0)
-        dx2, dweight2, _ = bwd(y2, y, weight, None, mean2, rstd2, "relu", 0.2, "plane", 0)
+        y2, mean2, rstd2 = fwd(y, weight, None, None, 1e-5, None, 0.2, "plane", 0)
+        dx2, dweight2, _ = bwd(y2, y, weight, None, mean2, rstd2, None, 0.2, "plane", 0)
         return dx + dx2, dweight + dweight2, dbias
 
     graphs = []

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 
 import torch
 
-from cyclegan.ops.reference import ACTIVATIONS, instance_norm_torch
+from cyclegan.ops.reference import ACTIVATIONS
+from cyclegan.ops.torch_path import instance_norm_torch
+from cyclegan.ops.triton_support import triton_available
 
 BACKENDS = ("auto", "triton", "torch")
-
-
-def interpreter_enabled() -> bool:
-    """True when ``TRITON_INTERPRET=1``: Triton kernels then run on CPU tensors (slowly)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-@functools.cache
-def triton_available() -> bool:
-    """True when the triton package imports (asked once: the answer cannot change in a process)."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def validate_instance_norm_args(
@@ -110,6 +95,6 @@ def instance_norm(
         return instance_norm_torch(x, weight, bias, eps, activation, negative_slope, residual)
     if not triton_available():
         raise RuntimeError("instance_norm backend='triton' needs the triton package, which is not installed")
-    from cyclegan.ops.triton_op import instance_norm_triton
+    from cyclegan.ops.triton_op import instance_norm_triton  # imported on first use: triton is optional
 
     return instance_norm_triton(x, weight, bias, eps, activation, negative_slope, residual)

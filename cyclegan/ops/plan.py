@@ -38,6 +38,15 @@ class LaunchPlan:
     def is_split(self) -> bool:
         return self.splits > 1
 
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The kernel launches of one pass, by the kernels' ``STEP``: ``"tile"`` (the whole plane in one
+        register tile), ``"stream"`` (the whole plane streamed: statistics, then output), or on the split path
+        ``"partials"`` (each chunk's partial results) then ``"merge"`` (merge them, write each chunk)."""
+        if self.is_split:
+            return ("partials", "merge")
+        return ("tile",) if self.one_tile else ("stream",)
+
 
 def _floor_pow2(value: int) -> int:
     return 1 << (max(int(value), 1).bit_length() - 1)

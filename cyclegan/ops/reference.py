@@ -1,4 +1,9 @@
-"""Pure-PyTorch InstanceNorm: the CPU path and the readable reference next to the Triton kernels."""
+"""The readable pure-PyTorch InstanceNorm the kernels and the CPU path are tested against.
+
+``instance_norm_ref`` is the formula written out, two-pass statistics in fp32 (fp64 for fp64 input); in
+fp64 it is the tests' reference, itself checked against ``F.instance_norm``, the seed formula and
+gradcheck. ``ACTIVATIONS`` is the one activation encoding used from the public op down to the kernels.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,19 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def instance_norm_torch(
+def instance_norm_stats_ref(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-plane ``(mean, rstd)`` in fp32 (fp64 for fp64 input), shape ``(N, C)``: what the kernels save.
+
+    Two passes (the mean, then the mean of squared deviations), so planes with a large mean stay exact.
+    """
+    dims = tuple(range(2, x.dim()))
+    xf = x.to(_compute_dtype(x))
+    mean = xf.mean(dim=dims)
+    var = (xf - mean.view(*mean.shape, *(1,) * len(dims))).square().mean(dim=dims)
+    return mean, torch.rsqrt(var + eps)
+
+
+def instance_norm_ref(
     x: torch.Tensor,
     weight: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
@@ -30,33 +47,16 @@ def instance_norm_torch(
     negative_slope: float = 0.2,
     residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``act(weight * (x - mean) / sqrt(var + eps) + bias) + residual`` per (sample, channel) plane.
-
-    Statistics are computed in fp32 (fp64 for fp64 input, which makes this the tests' reference) with two
-    passes (mean, then the mean of squared deviations), so planes with a large mean stay exact; the result
-    is cast back to the input dtype.
-    """
-    dims = tuple(range(2, x.dim()))
-    compute = _compute_dtype(x)
-    xf = x.to(compute)
-    mean = xf.mean(dim=dims, keepdim=True)
-    var = (xf - mean).square().mean(dim=dims, keepdim=True)
-    z = (xf - mean) * torch.rsqrt(var + eps)
-    shape = (1, -1) + (1,) * len(dims)
+    """``act(weight * (x - mean) * rstd + bias) + residual`` per (sample, channel) plane, in x's dtype."""
+    mean, rstd = instance_norm_stats_ref(x, eps)
+    plane = (*mean.shape, *(1,) * (x.dim() - 2))
+    channel = (1, -1, *(1,) * (x.dim() - 2))
+    z = (x.to(mean.dtype) - mean.view(plane)) * rstd.view(plane)
     if weight is not None:
-        z = z * weight.to(compute).view(shape)
+        z = z * weight.to(mean.dtype).view(channel)
     if bias is not None:
-        z = z + bias.to(compute).view(shape)
+        z = z + bias.to(mean.dtype).view(channel)
     y = apply_activation(z, activation, negative_slope)
     if residual is not None:
-        y = y + residual.to(compute)
+        y = y + residual.to(mean.dtype)
     return y.to(x.dtype)
-
-
-def instance_norm_stats_torch(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-plane ``(mean, rstd)`` in fp32 (fp64 for fp64 input), shape ``(N, C)``: what the kernels save."""
-    dims = tuple(range(2, x.dim()))
-    xf = x.to(_compute_dtype(x))
-    mean = xf.mean(dim=dims)
-    var = (xf - mean.view(*mean.shape, *(1,) * len(dims))).square().mean(dim=dims)
-    return mean, torch.rsqrt(var + eps)

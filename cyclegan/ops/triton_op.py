@@ -22,10 +22,8 @@ from torch import Tensor
 
 from cyclegan.ops import backward_kernels as bk
 from cyclegan.ops import forward_kernels as fk
-from cyclegan.ops.instance_norm import interpreter_enabled
 from cyclegan.ops.plan import LaunchPlan, plan_launch
-
-ACTIVATION_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
+from cyclegan.ops.triton_support import interpreter_enabled
 
 if interpreter_enabled():
     _define_op = functools.partial(torch.library.custom_op, mutates_args=())
@@ -33,26 +31,27 @@ else:
     _define_op = functools.partial(torch.library.triton_op, mutates_args=())
 
 
-def _launch(kernel, grid: tuple[int, ...], *args, **kwargs) -> None:
-    torch.library.wrap_triton(kernel)[grid](*args, **kwargs)
+def _launch(kernel, grid: tuple[int, ...], **kwargs) -> None:
+    torch.library.wrap_triton(kernel)[grid](**kwargs)
 
 
-def _tiling(plan: LaunchPlan) -> dict[str, int]:
-    """The tile sizes and warp count every plane or chunk kernel is launched with."""
-    return {"BLOCK_L": plan.block_l, "BLOCK_C": plan.block_c, "num_warps": plan.num_warps}
+def _affine(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> dict[str, Tensor | bool]:
+    """Contiguous weight and bias with their ``HAS_W``/``HAS_B`` flags; an absent one is replaced by ``x``,
+    which the kernels then never read."""
+    return {
+        "W": weight.contiguous() if weight is not None else x,
+        "B": bias.contiguous() if bias is not None else x,
+        "HAS_W": weight is not None,
+        "HAS_B": bias is not None,
+    }
 
 
-def _optional_args(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Contiguous weight and bias; an absent one is replaced by ``x``, which the kernels never read
-    (constexpr ``HAS_W``/``HAS_B``)."""
-    weight_arg = weight.contiguous() if weight is not None else x
-    bias_arg = bias.contiguous() if bias is not None else x
-    return weight_arg, bias_arg
-
-
-def _partials(x: Tensor, splits: int) -> tuple[Tensor, Tensor]:
-    """Two fp32 ``(N, splits, C)`` buffers for the split path's per-chunk partial results."""
-    first = torch.empty((x.shape[0], splits, x.shape[1]), device=x.device, dtype=torch.float32)
+def _partials(x: Tensor, plan: LaunchPlan) -> tuple[Tensor, Tensor]:
+    """Two fp32 ``(N, splits, C)`` buffers for the split path's per-chunk partial results; on the
+    whole-plane path, ``x`` twice (never read)."""
+    if not plan.is_split:
+        return x, x
+    first = torch.empty((x.shape[0], plan.splits, x.shape[1]), device=x.device, dtype=torch.float32)
     return first, torch.empty_like(first)
 
 
@@ -82,6 +81,13 @@ def plane_layout(t: Tensor) -> tuple[Tensor, tuple[int, int, int], bool]:
     return t.contiguous(), (c * length, length, 1), False
 
 
+def in_layout_of(t: Tensor, x: Tensor, x_strides: tuple[int, int, int]) -> Tensor:
+    """``t`` with the strides of ``x`` (as ``plane_layout`` gave them), copied only when its own differ: the
+    kernels read the residual and the output gradient through x's strides."""
+    t, strides, _ = plane_layout(t)
+    return t if strides == x_strides else torch.empty_like(x, dtype=t.dtype).copy_(t)
+
+
 @functools.cache
 def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
@@ -108,6 +114,19 @@ def _plan(x: Tensor, channels_last: bool, backward: bool, path: str, chunk: int)
     )
 
 
+def _grid(x: Tensor, plan: LaunchPlan) -> tuple[int, int]:
+    """One program per (sample, channel block) and chunk of rows."""
+    return x.shape[0] * triton.cdiv(x.shape[1], plan.block_c), plan.splits
+
+
+def _plane_args(x: Tensor, x_strides: tuple[int, int, int], plan: LaunchPlan) -> dict[str, int]:
+    """The sizes, strides, tile shape and warp count both plane kernels are launched with."""
+    sizes = {"C": x.shape[1], "L": math.prod(x.shape[2:]), "CHUNK": plan.chunk}
+    strides = dict(zip(("s_n", "s_c", "s_l"), x_strides))
+    tiles = {"BLOCK_S": triton.next_power_of_2(plan.splits), "BLOCK_L": plan.block_l, "BLOCK_C": plan.block_c}
+    return {**sizes, **strides, **tiles, "num_warps": plan.num_warps}
+
+
 def _empty_stats(x: Tensor) -> Tensor:
     return torch.empty(x.shape[:2], device=x.device, dtype=torch.float32)
 
@@ -119,47 +138,37 @@ def instance_norm_fwd(
     bias: Tensor | None,
     residual: Tensor | None,
     eps: float,
-    activation: str,
+    activation: str | None,
     negative_slope: float,
     path: str,
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(y, mean, rstd)``: the fused InstanceNorm output in ``x``'s layout and the fp32 plane statistics."""
     x, x_strides, channels_last = plane_layout(x)
-    y = torch.empty_like(x)
+    y = torch.empty_like(x)  # x's strides
     mean, rstd = _empty_stats(x), _empty_stats(x)
     if x.numel() == 0:
         return y, mean, rstd
-    n, c = x.shape[:2]
-    length = math.prod(x.shape[2:])
-    flags = {
-        "HAS_W": weight is not None,
-        "HAS_B": bias is not None,
-        "HAS_R": residual is not None,
-        "ACT": ACTIVATION_CODES[activation],
-    }
-    # Absent optional tensors are replaced by x: the kernels never read them (constexpr flags).
-    if residual is not None:
-        residual, r_strides, _ = plane_layout(residual)
-    else:
-        residual, r_strides = x, (0, 0, 0)
     plan = _plan(x, channels_last, backward=False, path=path, chunk=chunk)
-    programs = n * triton.cdiv(c, plan.block_c)
-    tensors = (x, y, *_optional_args(x, weight, bias), residual, mean, rstd)
-    scalars = (*x_strides, *x_strides, *r_strides, eps, negative_slope)  # y has x's strides
-    meta = {**flags, **_tiling(plan)}
-    if not plan.is_split:
-        kernel = fk.instance_norm_fwd_plane_kernel
-        _launch(kernel, (programs,), *tensors, c, length, *scalars, ONE_TILE=plan.one_tile, **meta)
-        return y, mean, rstd
-    partials = _partials(x, plan.splits)
-    grid = (programs, plan.splits)
-    chunking = (c, length, plan.chunk)
-    kernel = fk.instance_norm_fwd_split_stats_kernel
-    _launch(kernel, grid, x, *partials, *chunking, *x_strides, **_tiling(plan))
-    block_s = triton.next_power_of_2(plan.splits)
-    kernel = fk.instance_norm_fwd_split_norm_kernel
-    _launch(kernel, grid, *tensors, *partials, *chunking, *scalars, BLOCK_S=block_s, **meta)
+    part_mean, part_m2 = _partials(x, plan)
+    args = {
+        "X": x,
+        "Y": y,
+        **_affine(x, weight, bias),
+        # an absent residual is replaced by x, which the kernel then never reads
+        "R": in_layout_of(residual, x, x_strides) if residual is not None else x,
+        "Mean": mean,
+        "Rstd": rstd,
+        "PartMean": part_mean,
+        "PartM2": part_m2,
+        "eps": eps,
+        "slope": negative_slope,
+        "HAS_R": residual is not None,
+        "ACTIVATION": activation,
+        **_plane_args(x, x_strides, plan),
+    }
+    for step in plan.steps:
+        _launch(fk.instance_norm_fwd_kernel, _grid(x, plan), **args, STEP=step)
     return y, mean, rstd
 
 
@@ -171,48 +180,53 @@ def instance_norm_bwd(
     bias: Tensor | None,
     mean: Tensor,
     rstd: Tensor,
-    activation: str,
+    activation: str | None,
     negative_slope: float,
     path: str,
     chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(dx, dweight, dbias)``; dweight/dbias are fp32 sums over the batch (computed even without affine)."""
     x, x_strides, channels_last = plane_layout(x)
-    grad_y, g_strides, _ = plane_layout(grad_y)
-    dx = torch.empty_like(x)
+    dx = torch.empty_like(x)  # x's strides
     n, c = x.shape[:2]
     if x.numel() == 0:
         zeros = torch.zeros(c, device=x.device, dtype=torch.float32)
         return dx, zeros, zeros.clone()
-    dweight = torch.empty(c, device=x.device, dtype=torch.float32)  # the param kernel writes every channel
-    dbias = torch.empty(c, device=x.device, dtype=torch.float32)
-    length = math.prod(x.shape[2:])
-    flags = {"HAS_W": weight is not None, "HAS_B": bias is not None, "ACT": ACTIVATION_CODES[activation]}
     plan = _plan(x, channels_last, backward=True, path=path, chunk=chunk)
-    programs = n * triton.cdiv(c, plan.block_c)
-    sums = (_empty_stats(x), _empty_stats(x))
-    constants = (*_optional_args(x, weight, bias), mean, rstd)
-    dx_tensors = (x, grad_y, dx, *constants)
-    sums_scalars = (*x_strides, *g_strides, negative_slope)
-    dx_scalars = (*x_strides, *g_strides, *x_strides, negative_slope)  # dx has x's strides
-    meta = {**flags, **_tiling(plan)}
-    if not plan.is_split:
-        kernel = bk.instance_norm_bwd_plane_kernel
-        _launch(
-            kernel, (programs,), *dx_tensors, *sums, c, length, *dx_scalars, ONE_TILE=plan.one_tile, **meta
-        )
-    else:
-        partials = _partials(x, plan.splits)
-        grid = (programs, plan.splits)
-        chunking = (c, length, plan.chunk)
-        kernel = bk.instance_norm_bwd_split_sums_kernel
-        _launch(kernel, grid, x, grad_y, *constants, *partials, *chunking, *sums_scalars, **meta)
-        block_s = triton.next_power_of_2(plan.splits)
-        kernel = bk.instance_norm_bwd_split_dx_kernel
-        _launch(kernel, grid, *dx_tensors, *partials, *sums, *chunking, *dx_scalars, BLOCK_S=block_s, **meta)
-    param_block = min(triton.next_power_of_2(c), 1024)
-    param_grid = (triton.cdiv(c, param_block),)
-    _launch(bk.instance_norm_bwd_param_kernel, param_grid, *sums, dweight, dbias, n, c, BLOCK_C=param_block)
+    part_gz, part_gzx = _partials(x, plan)
+    sum_gz, sum_gzx = _empty_stats(x), _empty_stats(x)
+    args = {
+        "X": x,
+        "G": in_layout_of(grad_y, x, x_strides),
+        "DX": dx,
+        **_affine(x, weight, bias),
+        "Mean": mean,
+        "Rstd": rstd,
+        "PartGz": part_gz,
+        "PartGzx": part_gzx,
+        "SumGz": sum_gz,
+        "SumGzx": sum_gzx,
+        "slope": negative_slope,
+        "ACTIVATION": activation,
+        **_plane_args(x, x_strides, plan),
+    }
+    for step in plan.steps:
+        _launch(bk.instance_norm_bwd_kernel, _grid(x, plan), **args, STEP=step)
+    # The param kernel writes every channel of dweight and dbias.
+    dweight = torch.empty(c, device=x.device, dtype=torch.float32)
+    dbias = torch.empty(c, device=x.device, dtype=torch.float32)
+    block_c = min(triton.next_power_of_2(c), 1024)
+    _launch(
+        bk.instance_norm_bwd_param_kernel,
+        (triton.cdiv(c, block_c),),
+        SumGz=sum_gz,
+        SumGzx=sum_gzx,
+        DWeight=dweight,
+        DBias=dbias,
+        N=n,
+        C=c,
+        BLOCK_C=block_c,
+    )
     return dx, dweight, dbias
 
 
@@ -278,8 +292,7 @@ def instance_norm_triton(
             "backend='auto' or 'torch' on CPU (or set TRITON_INTERPRET=1 before importing triton to run "
             "the kernels through the Triton interpreter)"
         )
-    activation_name = "none" if activation is None else activation
     y, _mean, _rstd = torch.ops.cyclegan.instance_norm_fwd(
-        x, weight, bias, residual, float(eps), activation_name, float(negative_slope), path, int(chunk)
+        x, weight, bias, residual, float(eps), activation, float(negative_slope), path, int(chunk)
     )
     return y
