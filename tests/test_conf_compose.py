@@ -16,7 +16,7 @@ from test_train_cli import make_unpaired_dataset
 
 import cyclegan.cli.train  # noqa: F401  (registers the cyclegan.add resolver)
 from cyclegan.cli.train import instantiate_group
-from cyclegan.cli.train_config import validate_config
+from cyclegan.cli.train_config import build_checked
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SMALL = ["model.generator.ngf=4", "model.discriminator.ndf=4"]
@@ -71,7 +71,7 @@ def test_data_options_instantiate(name: str, dataset: Path, tmp_path: Path) -> N
     cfg = compose_train([f"data={name}", f"data.root={dataset}"], tmp_path)
     datamodule = instantiate(cfg.data, _convert_="all")
     assert isinstance(datamodule, pl.LightningDataModule)
-    validate_config(cfg)
+    build_checked(cfg)
 
 
 @pytest.mark.parametrize("name", options("model"))
@@ -80,7 +80,7 @@ def test_model_options_instantiate(name: str, dataset: Path, tmp_path: Path) -> 
     cfg = compose_train([f"model={name}", *SMALL, "data=folder", f"data.root={dataset}", *crop], tmp_path)
     model = instantiate(cfg.model, _convert_="all")
     assert isinstance(model, pl.LightningModule) and model.netG_A is not None
-    validate_config(cfg)
+    build_checked(cfg)
 
 
 # ids end in "-trainer": a bare "gpu" id would read as the `gpu` marker and be skipped without CUDA
@@ -114,7 +114,7 @@ def test_callback_options(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", options("experiment"))
 def test_experiments_compose(name: str, dataset: Path, tmp_path: Path) -> None:
     cfg = compose_train([f"experiment={name}", f"data.root={dataset}"], tmp_path)
-    validate_config(cfg)
+    build_checked(cfg)
     if name != "sample":  # the reference recipe
         assert (cfg.data.load_size, cfg.data.crop_size, cfg.data.batch_size) == (286, 256, 1)
         assert (cfg.model.n_epochs, cfg.model.n_epochs_decay, cfg.trainer.max_epochs) == (100, 100, 200)

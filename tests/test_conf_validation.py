@@ -9,7 +9,7 @@ from test_conf_compose import compose_train
 from test_train_cli import TINY, make_unpaired_dataset, run_train
 
 from cyclegan.callbacks import RunFolderError, check_run_folder
-from cyclegan.cli.train_config import ConfigError, validate_config
+from cyclegan.cli.train_config import ConfigError, build_checked
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bad_values_are_named(dataset: Path, tmp_path: Path, overrides: list[str], message: str) -> None:
     cfg = compose_train(["data=folder", f"data.root={dataset}", *overrides], tmp_path)
     with pytest.raises(ConfigError) as error:
-        validate_config(cfg)
+        build_checked(cfg)
     assert message in str(error.value)
 
 
@@ -43,10 +43,10 @@ def test_missing_dataset_folder(tmp_path: Path) -> None:
     (tmp_path / "data" / "trainA").mkdir(parents=True)
     cfg = compose_train(["data=folder", f"data.root={tmp_path / 'data'}"], tmp_path / "run")
     with pytest.raises(ConfigError, match=r"missing dataset folder .*trainB"):
-        validate_config(cfg)
+        build_checked(cfg)
     cfg = compose_train(["data=horse2zebra", f"paths.data_dir={tmp_path / 'nowhere'}"], tmp_path / "run")
     with pytest.raises(ConfigError, match="cyclegan-download"):
-        validate_config(cfg)
+        build_checked(cfg)
 
 
 def test_cli_fails_before_training_with_exit_status_2(
@@ -97,7 +97,7 @@ def test_missing_data_root_is_one_line_naming_the_working_directory(
     monkeypatch.chdir(tmp_path)
     cfg = compose_train(["data=folder", "data.root=no/such/dir"], tmp_path / "run")
     with pytest.raises(ConfigError) as error:
-        validate_config(cfg)
+        build_checked(cfg)
     (line,) = [text for text in str(error.value).splitlines() if "data.root" in text]
     assert f"no such folder, relative to the working directory {tmp_path}" in line
     assert "cyclegan-download" in line
@@ -144,4 +144,38 @@ def test_fresh_start_over_an_earlier_run_is_warned_about(tmp_path: Path) -> None
 def test_a_required_setting_left_out_is_named(tmp_path: Path) -> None:
     cfg = compose_train(["data=folder"], tmp_path / "run")
     with pytest.raises(ConfigError, match=r"data\.root: required, pass data\.root=\.\.\."):
-        validate_config(cfg)
+        build_checked(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.lambda_A=abc"], "model.lambda_A=abc must be a finite number >= 0"),
+        (["model.lr=-0.1"], "model.lr=-0.1 must be > 0"),
+        (["model.generator.ngf=abc"], "model.generator.ngf=abc must be an integer >= 1"),
+        (["model.discriminator.ndf=0"], "model.discriminator.ndf=0 must be an integer >= 1"),
+        (["data.batch_size=two"], "data.batch_size=two must be an integer >= 1"),
+        (["data.direction=sideways"], "data.direction=sideways: unknown direction, choose one of AtoB, BtoA"),
+        (["trainer.max_epochs=abc"], "trainer.max_epochs=abc: expected an integer or null"),
+        (["trainer.precision=64-ish"], "trainer.precision=64-ish: expected one of"),
+    ],
+)
+def test_wrong_types_and_values_name_their_key(
+    dataset: Path, tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    """Every value is checked where its object is built (or against the signature of a class we do not
+    own), and the error names the full config key."""
+    cfg = compose_train(["data=folder", f"data.root={dataset}", *overrides], tmp_path)
+    with pytest.raises(ConfigError) as error:
+        build_checked(cfg)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("override", ["model.lr=-0.1", "model.lambda_A=abc", "trainer.max_epochs=abc"])
+def test_a_bad_value_or_type_exits_2_with_one_line(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, override: str
+) -> None:
+    args = [*TINY, "data=folder", f"data.root={dataset}", override, "logger=csv", f"hydra.run.dir={tmp_path}"]
+    assert run_train(args, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert override.split("=")[0] in err and "Traceback" not in err

@@ -181,7 +181,8 @@ def test_a_damaged_png_in_training_is_skipped_and_counted(tmp_path):
 
 def test_every_data_module_stands_alone_and_decoding_leaves_lightning_out():
     """cyclegan.data exports lazily: its decoder and file listing (which inference uses) load without
-    Lightning, and no data module imports another cyclegan package."""
+    Lightning, and no data module imports another cyclegan package (only the base module of setting
+    errors, which every layer may use)."""
     run = run_python(
         """
         import importlib, pkgutil, sys
@@ -193,7 +194,7 @@ def test_every_data_module_stands_alone_and_decoding_leaves_lightning_out():
         for name in cyclegan.data.__all__:
             getattr(cyclegan.data, name)
         print(sorted(m for m in sys.modules if m.split(".")[:2] not in (["cyclegan"], ["cyclegan", "data"])
-                     and m.startswith("cyclegan")))
+                     and m.startswith("cyclegan") and m != "cyclegan.errors"))
         """
     )
     assert run.returncode == 0, run.stderr[-2000:]

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from cyclegan.cli.resume import check_resume_compatible, earlier_run_warning, resolve_ckpt_path
 from cyclegan.cli.run_folder_check import launched_for_rank_zero
 from cyclegan.cli.run_report import run_summary
-from cyclegan.cli.train_config import EXIT_BAD_INPUT, ConfigError, validate_config
+from cyclegan.cli.train_config import EXIT_BAD_INPUT, ConfigError, build_checked
 from cyclegan.cli.wandb_setup import configure_wandb
 
 OmegaConf.register_new_resolver("cyclegan.add", lambda *values: sum(values), replace=True)
@@ -46,7 +46,7 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def train(cfg: DictConfig) -> int:
-    """Lock the run folder, validate, build, fit; returns the process exit status."""
+    """Lock the run folder, build and check, fit; returns the process exit status."""
     from cyclegan.callbacks.run_folder import RunFolderError, RunFolderLock
 
     run_dir = Path(cfg.paths.output_dir)
@@ -71,7 +71,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> int:
     from cyclegan.model import NonFiniteLossError
 
     try:
-        validate_config(cfg)
+        run = build_checked(cfg)
         warning = earlier_run_warning(cfg.get("ckpt_path"), cfg.paths.checkpoint_dir)
         if warning is not None:
             print(warning, file=sys.stderr)
@@ -85,9 +85,6 @@ def _train(cfg: DictConfig, run_dir: Path) -> int:
     if cfg.get("logger") and "wandb" in cfg.logger:
         configure_wandb(cfg.logger.wandb, run_dir, resuming=ckpt_path is not None)
 
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
@@ -104,7 +101,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> int:
 
     status = 0
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=ckpt_path)
     except StopAfterSignal as stop:
         status = 128 + stop.signum
     except NonFiniteLossError as error:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -37,9 +38,10 @@ from cyclegan.data.datasets import (
 )
 from cyclegan.data.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError
 from cyclegan.data.domains import DIRECTIONS
-from cyclegan.data.files import DatasetRoot
+from cyclegan.data.files import DatasetRoot, find_local_images
 from cyclegan.data.sampling import EpochSampler, SharedEpoch
-from cyclegan.data.transforms import PREPROCESS_MODES, TEST_PREPROCESS_MODES, EvalTransform, TrainTransform
+from cyclegan.data.transforms import RESIZING_CROPS, EvalTransform, TrainTransform
+from cyclegan.errors import SettingError, check_bool, check_choice, check_int
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +84,34 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
-        _check_choice("direction", direction, DIRECTIONS)
-        _check_choice("preprocess", preprocess, PREPROCESS_MODES)
-        _check_choice("test_preprocess", test_preprocess, TEST_PREPROCESS_MODES)
-        _check_choice("input_nc", input_nc, (1, 3))
-        _check_choice("output_nc", output_nc, (1, 3))
+        check_choice("direction", direction, DIRECTIONS, what="direction")
+        check_choice("input_nc", input_nc, (1, 3), what="channel count")
+        check_choice("output_nc", output_nc, (1, 3), what="channel count")
         for name, value, minimum in (
-            ("load_size", load_size, 1),
-            ("crop_size", crop_size, 1),
             ("batch_size", batch_size, 1),
             ("num_workers", num_workers, 0),
             ("max_image_pixels", max_image_pixels, 1),
+            ("seed", seed, 0),
         ):
-            if int(value) < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {value}")
-        if max_dataset_size is not None and int(max_dataset_size) < 1:
-            raise ValueError(f"max_dataset_size must be >= 1 or None, got {max_dataset_size}")
+            check_int(name, value, minimum)
+        check_int("max_dataset_size", max_dataset_size, 1, optional=True)
+        for name, value in (
+            ("serial_batches", serial_batches),
+            ("skip_bad_images", skip_bad_images),
+            ("persistent_workers", persistent_workers),
+        ):
+            check_bool(name, value)
+        # the transforms check preprocess, test_preprocess, load_size, crop_size and flip
+        self.train_transform = TrainTransform(preprocess, load_size, crop_size, flip)
+        if preprocess in RESIZING_CROPS and crop_size > load_size:
+            raise SettingError(
+                "crop_size",
+                crop_size,
+                f"is larger than {{load_size}}: a {crop_size}x{crop_size} crop does not fit in the "
+                f"{load_size}-pixel resized image",
+                related={"load_size": load_size},
+            )
+        self.eval_transform = EvalTransform(test_preprocess, crop_size)
         self.save_hyperparameters()
         self.root = DatasetRoot(root)
         self.predict_source = DatasetRoot(predict_root) if predict_root is not None else None
@@ -110,8 +124,6 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         self.max_dataset_size = None if max_dataset_size is None else int(max_dataset_size)
         self.channels = {"A": int(input_nc), "B": int(output_nc)}
         self.max_image_pixels = int(max_image_pixels)
-        self.train_transform = TrainTransform(preprocess, load_size, crop_size, flip)
-        self.eval_transform = EvalTransform(test_preprocess, crop_size)
         self.eval_batch_size = self.batch_size if test_preprocess == "resize" else 1
         self.persistent_workers = bool(persistent_workers)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
@@ -125,6 +137,30 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         self.predict_dataset: SingleDomainDataset | None = None
 
     # ----------------------------------------------------------------------------------------- folders
+    @classmethod
+    def check_training_folders(cls, root: str) -> None:
+        """Raise a `SettingError` naming ``root`` when a local dataset folder cannot train: missing,
+        without trainA/ or trainB/, or one of them without an image. Cheap (a listing of two local folders),
+        so a command fails before anything is built; remote roots are checked when they are listed."""
+        if "://" in str(root):
+            return
+        folder = Path(root)
+        where = "" if folder.is_absolute() else f", relative to the working directory {Path.cwd()}"
+        get_one = "get a reference dataset with cyclegan-download NAME or pass data.root=DIR"
+        if not folder.is_dir():
+            raise SettingError("root", root, f"no such folder{where}; {get_one}")
+        missing = [split for split in ("trainA", "trainB") if not (folder / split).is_dir()]
+        if missing:
+            raise SettingError(
+                "root",
+                root,
+                f"missing dataset folder{'s' * (len(missing) > 1)} {' and '.join(missing)} (a dataset "
+                f"folder holds trainA/ and trainB/, testA/ and testB/ optional{where}); {get_one}",
+            )
+        for split in ("trainA", "trainB"):
+            if not find_local_images(folder / split).images:
+                raise SettingError("root", root, f"dataset folder {folder / split} holds no image file")
+
     def _domain(self, split: str, role: str, limit: int | None = None) -> ImageFolder:
         """The folder for split ('train', 'val', 'test') and role ('A' source, 'B' target), listed once."""
         letter = role if self.direction == "AtoB" else {"A": "B", "B": "A"}[role]
@@ -309,8 +345,3 @@ def data_error_message(error: BaseException) -> str | None:
             if found:
                 return " ".join(line.strip() for line in message.strip().splitlines())
     return None
-
-
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

@@ -14,9 +14,13 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from cyclegan.errors import check_bool, check_choice, check_int
+
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 TEST_PREPROCESS_MODES: tuple[str, ...] = ("resize", "none")
 _CROPPING_MODES = frozenset({"resize_and_crop", "crop", "scale_width_and_crop"})
+# modes that resize to load_size, then crop: a crop_size above load_size cannot be what was meant
+RESIZING_CROPS = frozenset({"resize_and_crop", "scale_width_and_crop"})
 _SIZE_BASE = 4  # `none` rounds each side to a multiple of this, as the reference does
 
 
@@ -63,10 +67,10 @@ class TrainTransform:
     """Training preprocessing: the reference's `preprocess` mode, random crop, random horizontal flip."""
 
     def __init__(self, preprocess: str, load_size: int, crop_size: int, flip: bool) -> None:
-        if preprocess not in PREPROCESS_MODES:
-            raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
-        if load_size < 1 or crop_size < 1:
-            raise ValueError(f"load_size and crop_size must be positive, got {load_size} and {crop_size}")
+        check_choice("preprocess", preprocess, PREPROCESS_MODES, what="preprocessing mode")
+        check_int("load_size", load_size, 1)
+        check_int("crop_size", crop_size, 1)
+        check_bool("flip", flip)
         self.preprocess = preprocess
         self.load_size = int(load_size)
         self.crop_size = int(crop_size)
@@ -99,8 +103,7 @@ class EvalTransform:
     """Validation/test preprocessing, no randomness: `resize` to size x size, or `none` (multiple of 4)."""
 
     def __init__(self, preprocess: str, size: int) -> None:
-        if preprocess not in TEST_PREPROCESS_MODES:
-            raise ValueError(f"test_preprocess must be one of {TEST_PREPROCESS_MODES}, got {preprocess!r}")
+        check_choice("test_preprocess", preprocess, TEST_PREPROCESS_MODES, what="test preprocessing mode")
         self.preprocess = preprocess
         self.size = int(size)
 

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cyclegan.errors import SettingError, check_number
 from cyclegan.model.gan_module import GANModule
-from cyclegan.model.losses import GAN_MODES, GANLoss, gradient_penalty
-from cyclegan.model.network_config import with_builder_defaults, without_input_channels
+from cyclegan.model.losses import GANLoss, gradient_penalty
+from cyclegan.model.network_config import build_network, with_builder_defaults, without_input_channels
 from cyclegan.model.pool import ImagePool
 from cyclegan.nn import build_discriminator, build_generator
 
@@ -73,28 +74,28 @@ class CycleGAN(GANModule):
             ),
         )
         del discriminator["input_nc"]  # each discriminator gets the channel count of its domain
-        if gan_mode not in GAN_MODES:
-            raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {gan_mode!r}")
         for name, value in (
             ("lambda_A", lambda_A),
             ("lambda_B", lambda_B),
             ("lambda_identity", lambda_identity),
             ("wgangp_lambda", wgangp_lambda),
         ):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+            check_number(name, value, minimum=0)
         if lambda_identity != 0 and input_nc != output_nc:
-            raise ValueError(
-                f"lambda_identity={lambda_identity} needs input_nc == output_nc (got {input_nc} and "
-                f"{output_nc}): set lambda_identity=0"
+            raise SettingError(
+                "lambda_identity",
+                lambda_identity,
+                f"needs input_nc == output_nc (got {input_nc} and {output_nc}): set lambda_identity=0",
             )
         super().__init__(**training)
 
-        self.netG_A = build_generator(**generator)
+        self.netG_A = build_network("generator", build_generator, generator)
         self.netG_B = build_generator(**{**generator, "input_nc": output_nc, "output_nc": input_nc})
-        self.netD_A = build_discriminator(**discriminator, input_nc=output_nc)
+        self.netD_A = build_network(
+            "discriminator", build_discriminator, {**discriminator, "input_nc": output_nc}
+        )
         self.netD_B = build_discriminator(**discriminator, input_nc=input_nc)
-        self.gan_loss = GANLoss(gan_mode)
+        self.gan_loss = GANLoss(gan_mode)  # checks gan_mode
         self.fake_A_pool = ImagePool(pool_size, self.rng)
         self.fake_B_pool = ImagePool(pool_size, self.rng)
         identity = ("idt_A", "idt_B") if lambda_identity > 0 else ()

@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from cyclegan.errors import SettingError, check_bool, check_int, check_number
 from cyclegan.model.distributed import gather_from_processes
 from cyclegan.model.epoch_losses import EpochLosses
 from cyclegan.model.network_config import plain_container
@@ -42,11 +43,6 @@ class NonFiniteLossError(RuntimeError):
     No non-finite step updated anything (the module skips it, or under fp16 the GradScaler does), so the
     weights and optimizer state are those of the last finite step and can be checkpointed.
     """
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 class GANModule(pl.LightningModule):
@@ -94,20 +90,15 @@ class GANModule(pl.LightningModule):
             lr_decay_iters=lr_decay_iters,
             lr_gamma=lr_gamma,
         )
-        _check(lr > 0, f"lr must be > 0, got {lr}")
-        _check(0 <= beta1 < 1 and 0 <= beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {beta1}, {beta2}")
-        _check(
-            gradient_clip_val is None or gradient_clip_val > 0,
-            f"gradient_clip_val must be None or > 0, got {gradient_clip_val}",
-        )
-        _check(
-            max_consecutive_nonfinite is None or max_consecutive_nonfinite >= 1,
-            f"max_consecutive_nonfinite must be None or >= 1, got {max_consecutive_nonfinite}",
-        )
-        _check(
-            isinstance(plain_container(compile), (bool, dict)),
-            f"compile must be true/false or a dict of torch.compile arguments, got {compile!r}",
-        )
+        check_number("lr", lr, above=0)
+        check_number("beta1", beta1, minimum=0, below=1)
+        check_number("beta2", beta2, minimum=0, below=1)
+        check_number("gradient_clip_val", gradient_clip_val, above=0, optional=True)
+        check_int("max_consecutive_nonfinite", max_consecutive_nonfinite, 1, optional=True)
+        check_int("pool_seed", pool_seed, 0, optional=True)
+        check_bool("channels_last", channels_last)
+        if not isinstance(plain_container(compile), (bool, dict)):
+            raise SettingError("compile", compile, "must be true, false or a dict of torch.compile arguments")
         # Records the arguments of this __init__ and of the subclass's, as plain containers (an OmegaConf
         # object in a checkpoint would not load with weights_only=True).
         self.save_hyperparameters()

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cyclegan.errors import check_choice
+
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 
 
@@ -20,8 +22,7 @@ class GANLoss(nn.Module):
 
     def __init__(self, gan_mode: str = "lsgan") -> None:
         super().__init__()
-        if gan_mode not in GAN_MODES:
-            raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {gan_mode!r}")
+        check_choice("gan_mode", gan_mode, GAN_MODES, what="loss")
         self.gan_mode = gan_mode
 
     def forward(

@@ -9,6 +9,8 @@ from typing import Any
 
 from torch import nn
 
+from cyclegan.errors import SettingError
+
 
 def plain_container(value: Any) -> Any:
     """``value`` with OmegaConf containers, mappings and sequences turned into plain dicts and lists
@@ -42,8 +44,21 @@ def without_input_channels(discriminator: Mapping[str, Any], *, expected: int | 
         return settings
     given = settings.pop("input_nc")
     if expected is None or given != expected:
-        raise ValueError(
-            f"discriminator input_nc={given} conflicts with {who}: leave it out, the model sets the "
-            "channel count of what the discriminator judges"
-        )
+        raise SettingError(
+            "input_nc",
+            given,
+            f"conflicts with {who}: leave it out, the model sets the channel count of what the "
+            "discriminator judges",
+        ).within("discriminator")
     return settings
+
+
+def build_network(role: str, builder: Callable[..., nn.Module], settings: Mapping[str, Any]) -> nn.Module:
+    """``builder(**settings)``, its errors named as settings of ``role`` (the model's argument, e.g.
+    "generator"), so a command can say ``model.generator.ngf=0 must be ...``."""
+    try:
+        return builder(**settings)
+    except SettingError as error:
+        raise error.within(role) from None
+    except (ValueError, TypeError) as error:
+        raise SettingError(role, requirement=str(error)) from None

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from cyclegan.errors import check_int
+
 
 class ImagePool:
     """Up to ``pool_size`` past generated images; the discriminator sees a mix of old and new fakes.
@@ -19,8 +21,7 @@ class ImagePool:
     """
 
     def __init__(self, pool_size: int, generator: torch.Generator) -> None:
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 0:
-            raise ValueError(f"pool_size must be a non-negative integer, got {pool_size!r}")
+        check_int("pool_size", pool_size, 0)
         self.pool_size = pool_size
         self.generator = generator
         self.images: list[torch.Tensor] = []

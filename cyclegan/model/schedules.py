@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, ReduceLROnPlateau, StepLR
 
+from cyclegan.errors import SettingError, check_choice, check_int, check_number
+
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
 
 # The reference's --epoch_count (the number the first epoch carries); resuming restores the scheduler's
@@ -23,17 +25,20 @@ def linear_decay_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float
 def check_schedule(
     lr_policy: str, *, n_epochs: int, n_epochs_decay: int, lr_decay_iters: int, lr_gamma: float
 ) -> None:
-    """Raise ValueError for an unknown policy or settings the chosen policy cannot use."""
-    if lr_policy not in LR_POLICIES:
-        raise ValueError(f"lr_policy must be one of {LR_POLICIES}, got {lr_policy!r}")
-    if n_epochs < 0 or n_epochs_decay < 0:
-        raise ValueError(f"n_epochs and n_epochs_decay must be >= 0, got {n_epochs} and {n_epochs_decay}")
+    """Raise a `SettingError` for an unknown policy or settings the chosen policy cannot use."""
+    check_choice("lr_policy", lr_policy, LR_POLICIES, what="schedule")
+    check_int("n_epochs", n_epochs, 0)
+    check_int("n_epochs_decay", n_epochs_decay, 0)
     if lr_policy == "cosine" and n_epochs + n_epochs_decay < 1:
-        raise ValueError("lr_policy 'cosine' needs n_epochs + n_epochs_decay >= 1")
-    if lr_policy == "step" and lr_decay_iters < 1:
-        raise ValueError(f"lr_decay_iters must be >= 1 for lr_policy 'step', got {lr_decay_iters}")
-    if lr_gamma <= 0:
-        raise ValueError(f"lr_gamma must be > 0, got {lr_gamma}")
+        raise SettingError(
+            "n_epochs_decay",
+            n_epochs_decay,
+            "with {n_epochs} leaves lr_policy 'cosine' no epoch to anneal over",
+            related={"n_epochs": n_epochs},
+        )
+    if lr_policy == "step":
+        check_int("lr_decay_iters", lr_decay_iters, 1)
+    check_number("lr_gamma", lr_gamma, above=0)
 
 
 def build_scheduler(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cyclegan.nn.layers import NormChoice, check_count
+from cyclegan.errors import check_int
+from cyclegan.nn.layers import NormChoice
 
 
 class NLayerDiscriminator(nn.Module):
@@ -18,9 +19,9 @@ class NLayerDiscriminator(nn.Module):
         self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, *, norm: NormChoice | None = None
     ) -> None:
         super().__init__()
-        check_count("input_nc", input_nc, 1)
-        check_count("ndf", ndf, 1)
-        check_count("n_layers", n_layers, 1)
+        check_int("input_nc", input_nc, 1)
+        check_int("ndf", ndf, 1)
+        check_int("n_layers", n_layers, 1)
         norm = norm or NormChoice()
         bias = norm.conv_bias(True)
         layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
@@ -54,8 +55,8 @@ class PixelDiscriminator(nn.Module):
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, *, norm: NormChoice | None = None) -> None:
         super().__init__()
-        check_count("input_nc", input_nc, 1)
-        check_count("ndf", ndf, 1)
+        check_int("input_nc", input_nc, 1)
+        check_int("ndf", ndf, 1)
         norm = norm or NormChoice()
         self.net = nn.Sequential(
             nn.Conv2d(input_nc, ndf, 1),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from cyclegan.errors import check_bool, check_choice
 from cyclegan.nn.discriminators import NLayerDiscriminator, PixelDiscriminator
 from cyclegan.nn.init import init_weights
-from cyclegan.nn.layers import NormChoice, check_choice
+from cyclegan.nn.layers import NormChoice
 from cyclegan.nn.resnet import ResnetGenerator
 from cyclegan.nn.style_transfer import StyleTransferNetwork
 from cyclegan.nn.unet import UnetGenerator
@@ -54,9 +55,8 @@ def _resolve_options(what: str, options: dict, defaults: dict, applicable: set[s
                 f"leave it at {defaults[name]!r}"
             )
     resolved = {**defaults, **options}
-    check_choice("backend", resolved["backend"], BACKENDS)
-    if not isinstance(resolved.get("use_dropout", False), bool):
-        raise ValueError(f"use_dropout must be true or false, got {resolved['use_dropout']!r}")
+    check_choice("backend", resolved["backend"], BACKENDS, what="InstanceNorm backend")
+    check_bool("use_dropout", resolved.get("use_dropout", False))
     return resolved
 
 
@@ -77,7 +77,7 @@ def build_generator(
     Options: norm (instance/batch/none), padding_type (reflect/replicate/zero), use_dropout, upsample
     (transpose/resize), n_blocks, num_downs, init_type, init_gain, backend (InstanceNorm backend).
     """
-    check_choice("generator arch", arch, GENERATOR_ARCHS)
+    check_choice("arch", arch, GENERATOR_ARCHS, what="architecture", label="generator arch")
     family, fixed, arch_defaults = _GENERATORS[arch]
     applicable = _FAMILY_OPTIONS[family] | set(_COMMON_DEFAULTS)
     opts = _resolve_options(f"generator arch {arch!r}", options, _GENERATOR_DEFAULTS, applicable)
@@ -127,7 +127,7 @@ def build_discriminator(
     """Build and initialize a discriminator: ``basic`` (70x70 PatchGAN, 3 layers), ``n_layers``
     (PatchGAN with ``n_layers``) or ``pixel`` (1x1 PixelGAN). Options: norm, init_type, init_gain, backend.
     """
-    check_choice("discriminator arch", arch, DISCRIMINATOR_ARCHS)
+    check_choice("arch", arch, DISCRIMINATOR_ARCHS, what="architecture", label="discriminator arch")
     opts = _resolve_options(f"discriminator arch {arch!r}", options, _COMMON_DEFAULTS, set(_COMMON_DEFAULTS))
     if arch != "n_layers" and n_layers != 3:
         what = "is the 3-layer PatchGAN" if arch == "basic" else "has no n_layers"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cyclegan.nn.layers import check_choice
+from cyclegan.errors import check_choice, check_number
 from cyclegan.nn.norm import InstanceNorm2d
 
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
@@ -22,9 +22,8 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
     Kaiming-normal (fan_in, a=0; ``gain`` unused, as in the reference), ``orthogonal`` with ``gain``.
     Their biases are 0. Norm layers with parameters get weight ~ N(1, gain) and bias 0.
     """
-    check_choice("init_type", init_type, INIT_TYPES)
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or gain < 0:
-        raise ValueError(f"init_gain must be a non-negative number, got {gain!r}")
+    check_choice("init_type", init_type, INIT_TYPES, what="initialization")
+    check_number("init_gain", gain, minimum=0)
     for module in net.modules():
         if isinstance(module, _WEIGHTED):
             if init_type == "normal":

@@ -9,24 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cyclegan.errors import check_choice, check_int
 from cyclegan.nn.norm import InstanceNorm2d
 
 NORMS = ("instance", "batch", "none")
 LAYOUTS = ("seed", "reference")
 PADDING_TYPES = ("reflect", "replicate", "zero")
 UPSAMPLES = ("transpose", "resize")
-
-
-def check_choice(name: str, value: object, choices: tuple) -> None:
-    """Raise a ValueError naming the setting and its valid values when ``value`` is not one of them."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def check_count(name: str, value: object, minimum: int) -> None:
-    """Raise a ValueError unless ``value`` is an int (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def make_activation(activation: str) -> nn.Module:
@@ -48,8 +37,8 @@ class NormChoice:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        check_choice("norm", self.norm, NORMS)
-        check_choice("layout", self.layout, LAYOUTS)
+        check_choice("norm", self.norm, NORMS, what="normalization")
+        check_choice("layout", self.layout, LAYOUTS, what="parameter layout")
 
     @property
     def fuses(self) -> bool:
@@ -122,11 +111,11 @@ def check_generator_args(
 ) -> None:
     """Validate the arguments the encoder / residual blocks / decoder generators share."""
     for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
-        check_count(name, value, 1)
-    check_count("n_blocks", n_blocks, 0)
+        check_int(name, value, 1)
+    check_int("n_blocks", n_blocks, 0)
     if padding_type is not None:
-        check_choice("padding_type", padding_type, PADDING_TYPES)
-    check_choice("upsample", upsample, UPSAMPLES)
+        check_choice("padding_type", padding_type, PADDING_TYPES, what="padding")
+    check_choice("upsample", upsample, UPSAMPLES, what="upsampling")
 
 
 def downsample_stage(in_channels: int, out_channels: int, *, norm: NormChoice) -> list[nn.Module]:

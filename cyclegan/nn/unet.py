@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cyclegan.nn.layers import NormChoice, check_count
+from cyclegan.errors import check_int
+from cyclegan.nn.layers import NormChoice
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -94,8 +95,8 @@ class UnetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
-            check_count(name, value, 1)
-        check_count("num_downs", num_downs, 5)
+            check_int(name, value, 1)
+        check_int("num_downs", num_downs, 5)
         norm = norm or NormChoice()
         fused = norm.fuses
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm=norm, input_activated=fused)
