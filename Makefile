@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install train test lint format bench gpu-check clean
+.PHONY: install train test test-fast lint format bench gpu-check clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ train: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick local loop: everything but the long end-to-end runs (marked `slow`); `make test` runs all.
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

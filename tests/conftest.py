@@ -7,6 +7,9 @@ start. Run the GPU tests with ``TRITON_INTERPRET=0 pytest -m gpu``.
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# The tests' networks are tiny: a second intra-op thread only adds synchronization, and on a busy 2-core
+# machine torch's spinning threads slow every test (and the training subprocesses, which inherit this).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
