@@ -33,6 +33,8 @@ OmegaConf.register_new_resolver("cyclegan.add", lambda *values: sum(values), rep
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
 DATA_MODULE = "cyclegan.data.UnpairedImageDataModule"
+PAIRED_DATA_MODULE = "cyclegan.data.PairedImageDataModule"
+MODELS = ("cyclegan.model.CycleGAN", "cyclegan.model.Pix2Pix")
 
 
 class ConfigError(ValueError):
@@ -51,9 +53,9 @@ def validate_config(cfg: DictConfig) -> None:
             + "\n  - ".join(f"{key}: required, pass {key}=..." for key in missing)
         )
     problems: list[str] = []
-    if cfg.data.get("_target_") == DATA_MODULE:
+    if cfg.data.get("_target_") in (DATA_MODULE, PAIRED_DATA_MODULE):
         problems += _data_problems(cfg.data)
-    if cfg.model.get("_target_") == "cyclegan.model.CycleGAN":
+    if cfg.model.get("_target_") in MODELS:
         problems += _model_problems(cfg.model, cfg.data)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "last") and not Path(str(ckpt_path)).is_file():
@@ -81,8 +83,28 @@ def _data_problems(data: DictConfig) -> list[str]:
         problems.append(f"data.batch_size={data.batch_size}: must be >= 1")
     root = str(data.root)
     if "://" not in root:  # remote roots (fsspec URLs) are checked by the data module itself
-        problems += _dataset_folder_problems(root)
+        if data.get("_target_") == PAIRED_DATA_MODULE:
+            problems += _paired_folder_problems(root, str(data.get("format", "auto")))
+        else:
+            problems += _dataset_folder_problems(root)
     return problems
+
+
+def _paired_folder_problems(root: str, data_format: str) -> list[str]:
+    """The paired data module's layout (detected as it does) and its training folders, one line each."""
+    from cyclegan.data.files import PAIRED_LAYOUT, DatasetRoot
+    from cyclegan.data.paired import detect_format
+
+    try:
+        layout = detect_format(DatasetRoot(root, PAIRED_LAYOUT), data_format)
+    except (OSError, ValueError) as error:
+        return [f"data.root={root}: {error}"]
+    folders = [Path(root) / name for name in (("train",) if layout == "aligned" else ("trainA", "trainB"))]
+    return [
+        f"data.root={root}: {folder} ({layout} layout) is missing or holds no image file; {PAIRED_LAYOUT}"
+        for folder in folders
+        if not folder.is_dir() or not _has_image(folder)
+    ]
 
 
 def _dataset_folder_problems(root: str) -> list[str]:
