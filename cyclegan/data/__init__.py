@@ -15,6 +15,7 @@ _EXPORTS = {
     "PAIRED_FORMATS": "paired",
     "BadImageError": "decode",
     "DATASET_NAMES": "download",
+    "PIX2PIX_DATASET_NAMES": "download",
     "DatasetDownloadError": "download",
     "download_dataset": "download",
     "IMAGE_EXTENSIONS": "files",
