@@ -3,8 +3,8 @@
 Each output image is in the reference's aligned format, A on the left half and B on the right: B is one
 96x96 crop of data/sample as it is, and A is B through a known mapping, grayscale (PIL's ITU-R 601-2
 luma) blurred by a Gaussian of radius 1.5 px. A model trained A -> B learns to restore colour and
-sharpness: a task with one right answer per pixel, which paired supervision (pix2pix) can learn and
-unpaired training (CycleGAN) can only guess at.
+sharpness. Paired supervision (pix2pix) sees the true B of every A; unpaired training (CycleGAN) sees only
+the two sets of images, so this is where the difference shows.
 
 Train pairs come from data/sample's train crops and test pairs from its test crops (which were cut from
 a part of each photo the train crops never touch): the first TRAIN_PER_PHOTO / TEST_PER_PHOTO crops of

@@ -212,12 +212,14 @@ def test_bad_files_replace_their_pair_and_are_counted(tmp_path, caplog):
     make_aligned(tmp_path, {"train": 4})
     (tmp_path / "train" / "train_01.png").write_bytes(b"not an image")
     (tmp_path / "train" / "empty.png").write_bytes(b"")
+    (tmp_path / "train" / "thin.png").write_bytes(png(photo(20, 1, seed=2)))  # no halves to split
     dm = module(tmp_path, batch_size=1)
     with caplog.at_level(logging.WARNING):
         found = batches(dm)
-    assert len(found) == 5 and dm.skipped >= 2
-    assert all("train_01" not in b["A_paths"][0] and "empty" not in b["A_paths"][0] for b in found)
+    assert len(found) == 6 and dm.skipped >= 3
+    assert all(Path(b["A_paths"][0]).stem not in ("train_01", "empty", "thin") for b in found)
     assert "train_01.png" in caplog.text and "empty.png" in caplog.text
+    assert "thin.png': is 1 pixel wide; an aligned image holds A and B side by side" in caplog.text
     torch.testing.assert_close(found[0]["B"], -found[0]["A"], atol=2 / 127.5, rtol=0)
 
     with pytest.raises(Exception, match=r"bad image .*(train_01|empty)\.png"):

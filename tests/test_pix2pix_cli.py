@@ -20,6 +20,7 @@ from cyclegan.cli.evaluate import run_eval
 from cyclegan.cli.export import run_export
 from cyclegan.cli.translate import run_translate
 from cyclegan.inference import load_generator, open_generator
+from cyclegan.inference.evaluation import SplitSource, image_batches, split_folder
 from cyclegan.inference.images import pil_to_network
 
 # tiny networks on 32x32 crops: unet with 5 downsamplings (sizes padded to multiples of 32)
@@ -212,3 +213,29 @@ def test_bad_paired_roots_fail_the_start_checks_in_one_line(tmp_path, capsys, la
         )
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_eval_scores_the_halves_of_the_aligned_test_split(aligned_run, tmp_path):
+    cfg = compose_config(
+        "eval",
+        [
+            f"checkpoint={aligned_run['checkpoint']}",
+            f"data.root={aligned_run['data']}",
+            "direction=AtoB",
+            f"output={tmp_path / 'metrics.json'}",
+            "kid_subsets=2",
+            "progress=false",
+        ],
+    )
+    results = run_eval(cfg, extractor=TinyFeatures())
+    assert results["AtoB"].num_fake == results["AtoB"].num_real == 2
+    source = split_folder(aligned_run["data"], "test", "B")
+    assert source == SplitSource(aligned_run["data"] / "test", 1)
+    options = {"batch_size": 2, "resize": None, "max_images": None, "skipped": []}
+    (left,) = image_batches(source.folder, 3, half=0, **options)
+    (right,) = image_batches(source.folder, 3, half=source.half, **options)
+    assert right.shape == left.shape == (2, 3, 40, 40)
+    assert (left + right).abs().mean() < 0.05  # B is the negative of A (JPEG aside)
+    cfg.direction = "BtoA"
+    with pytest.raises(CheckpointError, match="translates AtoB only, not BtoA"):
+        run_eval(cfg, extractor=TinyFeatures())
