@@ -2,30 +2,26 @@
 iterations on the CPU, side by side in one run (issue 14): does paired supervision show?
 
 The task is data/sample_pix2pix: 120 train and 24 test pairs of 96x96 photo crops, B the photo and A its
-grayscale blurred by a Gaussian of radius 1.5 px (data/make_sample_pix2pix.py): colour and sharpness
-are to be restored, and the true B of every test A is known. pix2pix trains on the pairs with `experiment=sample_pix2pix` as shipped; CycleGAN
-trains with `experiment=sample` (its own small recipe: resnet 3 blocks ngf 16, instance norm, LSGAN,
-cycle 10, identity 0.5, pool 50) on the same images split into trainA (the A halves) and trainB (the B
-halves), drawn unpaired as CycleGAN does. Both: load 72 -> crop 64 + flip, batch 1, the same epochs, so
-the same number of iterations. Then each A->B generator translates the 24 test A images at full size
-(``cyclegan.load_generator``) and the error to the true B is measured: mean absolute error on 0..255 and
-PSNR; the untranslated A against B is the do-nothing baseline.
+grayscale blurred by a Gaussian of radius 1.5 px (data/make_sample_pix2pix.py): colour and sharpness are
+to be restored, and the true B of every test A is known. pix2pix trains on the pairs with
+`experiment=sample_pix2pix` as shipped; CycleGAN trains with `experiment=sample` (its own small recipe:
+resnet 3 blocks ngf 16, instance norm, LSGAN, cycle 10, identity 0.5, pool 50) on the same images split
+into trainA (the A halves) and trainB (the B halves), drawn unpaired as CycleGAN does. Both: load 72 ->
+crop 64 + flip, batch 1, the same epochs, so the same number of iterations. Then each A->B generator
+translates the 24 test A images at full size (``cyclegan.load_generator``) and the error to the true B is
+measured: mean absolute error on 0..255 and PSNR; the untranslated A against B is the do-nothing
+baseline.
 
     OMP_NUM_THREADS=1 python benchmarks/pix2pix_vs_cyclegan.py
 
-Prints JSON and writes benchmarks/results/pix2pix_vs_cyclegan.json, and two grids of test pairs: the
-README's docs/pix2pix_sample_grid.png (real A | pix2pix | real B) and docs/pix2pix_vs_cyclegan.png
-(real A | pix2pix | CycleGAN | real B).
-"""
+Prints JSON and writes benchmarks/results/pix2pix_vs_cyclegan.json and docs/pix2pix_vs_cyclegan.png, the
+grid the README and BENCHMARKS.md show: test pairs (real A | pix2pix | CycleGAN | real B), the first crop
+of each of the eight photos."""
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,7 +30,7 @@ from pathlib import Path
 import torch
 import vs_reference
 from PIL import Image
-from torchvision.utils import save_image
+from torchvision.transforms.functional import to_pil_image
 
 from cyclegan.data import PairedImageDataModule
 from cyclegan.inference import load_generator
@@ -43,10 +39,8 @@ from cyclegan.model import image_grid
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "pix2pix_vs_cyclegan.json"
 SAMPLE = REPO / "data" / "sample_pix2pix"
-GRIDS = {
-    REPO / "docs" / "pix2pix_sample_grid.png": ("real_A", "pix2pix", "real_B"),
-    REPO / "docs" / "pix2pix_vs_cyclegan.png": ("real_A", "pix2pix", "cyclegan", "real_B"),
-}
+GRID = REPO / "docs" / "pix2pix_vs_cyclegan.png"
+GRID_COLUMNS = ("real_A", "pix2pix", "cyclegan", "real_B")
 
 
 def unpaired_split(root: Path) -> Path:
@@ -89,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6, help="epochs at the initial lr (as many decay)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--grid-images", type=int, default=6, help="test pairs in the grids")
+    parser.add_argument("--grid-images", type=int, default=8, help="test pairs in the grids, spread evenly")
     parser.add_argument("--no-write", action="store_true", help="print only (no JSON, no grids)")
     args = parser.parse_args(argv)
 
-    load_at_start = [round(value, 2) for value in os.getloadavg()]
+    load_at_start = vs_reference.load_average()
     schedule = [f"model.n_epochs={args.epochs}", f"model.n_epochs_decay={args.epochs}"]
     common = [*schedule, f"data.num_workers={args.workers}", "trainer.limit_val_batches=0"]
     pairs = test_pairs()
@@ -118,28 +112,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {results[name]}", file=sys.stderr)
     results["input_as_output"] = errors([pair["A"] for pair in pairs], targets)
     record = {
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
-        "load_average_at_start": load_at_start,
-        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **vs_reference.run_context(load_at_start),
         "task": "data/sample_pix2pix: A = grayscale blurred (radius 1.5 px) of the photo B; 24 test pairs",
         "epochs": f"{args.epochs} + {args.epochs}",
         **results,
         "pix2pix_vs_cyclegan_mae": round(results["pix2pix"]["mae_255"] / results["cyclegan"]["mae_255"], 3),
     }
-    print(json.dumps(record, indent=2))
+    vs_reference.report(record, RESULTS, write=not args.no_write)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+        shown = range(0, len(pairs), max(1, len(pairs) // args.grid_images))  # the first crop of each photo
         visuals = {
-            "real_A": torch.cat([pair["A"] for pair in pairs]),
-            "real_B": torch.cat(targets),
-            **{name: torch.cat(images) for name, images in outputs.items()},
+            "real_A": torch.cat([pairs[index]["A"] for index in shown]),
+            "real_B": torch.cat([targets[index] for index in shown]),
+            **{name: torch.cat([images[index] for index in shown]) for name, images in outputs.items()},
         }
-        for path, columns in GRIDS.items():
-            save_image(image_grid(visuals, args.grid_images, (columns,)), path)
+        # 256 colours keep the PNG about a quarter of its true-colour size, for the repository
+        grid = to_pil_image(image_grid(visuals, args.grid_images, (GRID_COLUMNS,)))
+        grid.quantize(256, method=Image.Quantize.MEDIANCUT).save(GRID, optimize=True)
     return 0
 
 

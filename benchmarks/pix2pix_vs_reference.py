@@ -20,16 +20,11 @@ Prints JSON and writes benchmarks/results/pix2pix_vs_reference.json.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
 import vs_reference
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,27 +76,13 @@ def run_reference(data: Path, work: Path, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", type=Path, required=True, help="checkout of the reference project")
-    parser.add_argument("--reference-path", type=Path, nargs="*", default=[], help="extra PYTHONPATH for it")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs at the initial lr (as many decay)")
-    parser.add_argument("--images", type=int, default=60, help="training pairs")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1, help="alternating (reference, ours) pairs")
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-
-    load_at_start = [round(value, 2) for value in os.getloadavg()]
+    args = vs_reference.parse_arguments(__doc__, argv, epochs=2, images=60, images_help="training pairs")
+    load_at_start = vs_reference.load_average()
     with tempfile.TemporaryDirectory(prefix="pix2pix-vs-reference-") as tmp:
         data = make_dataset(Path(tmp) / "data", args.images)
         summary = vs_reference.side_by_side(data, Path(tmp), args, run_reference, run_ours)
     record = {
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
-        "load_average_at_start": load_at_start,
-        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **vs_reference.run_context(load_at_start),
         "recipe": {
             "pairs": args.images,
             "epochs": f"{args.epochs} + {args.epochs}",
@@ -112,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         **summary,
     }
-    print(json.dumps(record, indent=2))
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    vs_reference.report(record, RESULTS, write=not args.no_write)
     return 0
 
 

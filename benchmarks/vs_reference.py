@@ -207,25 +207,53 @@ def side_by_side(data: Path, tmp: Path, args: argparse.Namespace, reference_run,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_arguments(
+    doc: str, argv: list[str] | None, *, epochs: int, images: int, images_help: str
+) -> argparse.Namespace:
+    """The options of a side-by-side run against the reference (``epochs``, ``images``: defaults)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--reference", type=Path, required=True, help="checkout of the reference project")
     parser.add_argument("--reference-path", type=Path, nargs="*", default=[], help="extra PYTHONPATH for it")
-    parser.add_argument("--epochs", type=int, default=25, help="epochs at the initial lr (as many decay)")
-    parser.add_argument("--images", type=int, default=48, help="training images per domain")
+    parser.add_argument("--epochs", type=int, default=epochs, help="epochs at the initial lr (as many decay)")
+    parser.add_argument("--images", type=int, default=images, help=images_help)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="alternating (reference, ours) pairs")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def run_context(load_at_start: list[float]) -> dict:
+    """When, where and with what a benchmark ran: the machine is shared, so its load goes with the figures."""
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": load_average(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+    }
+
+
+def report(record: dict, path: Path, *, write: bool) -> None:
+    """Print the record as JSON and, with ``write``, store it at ``path``."""
+    print(json.dumps(record, indent=2))
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(__doc__, argv, epochs=25, images=48, images_help="training images per domain")
+    load_at_start = load_average()
     with tempfile.TemporaryDirectory(prefix="vs-reference-") as tmp:
         data = make_dataset(Path(tmp) / "data", args.images, 12)
         summary = side_by_side(data, Path(tmp), args, run_reference, run_ours)
     record = {
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
-        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **run_context(load_at_start),
         "recipe": {
             "images_per_domain": args.images,
             "epochs": f"{args.epochs} + {args.epochs}",
@@ -236,10 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         **summary,
     }
-    print(json.dumps(record, indent=2))
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    report(record, RESULTS, write=not args.no_write)
     return 0
 
 

@@ -7,11 +7,15 @@ import copy
 import math
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from test_inference_support import TinyFeatures
+from test_model_training import trainer
+from test_pix2pix_cli import make_aligned
 from torch.utils.data import DataLoader
 
+from cyclegan.data import PairedImageDataModule
+from cyclegan.inference.fid_callback import FIDCallback
 from cyclegan.model import MODEL_KEY, Pix2Pix
 from cyclegan.nn import ImageStatisticsBatchNorm2d
 
@@ -35,17 +39,6 @@ def pairs(count: int = 2, size: int = 32, a_channels: int = 3, poison: tuple[int
             a[:] = float("nan")
         data.append({"A": a, "B": b, "A_paths": [f"{index}.png"], "B_paths": [f"{index}.png"]})
     return DataLoader(data, batch_size=None)
-
-
-def trainer(**settings) -> pl.Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-    }
-    return pl.Trainer(**{**defaults, **settings})
 
 
 def test_defaults_are_the_reference_pix2pix():
@@ -165,3 +158,12 @@ def test_checkpoint_names_the_model_and_its_generator(tmp_path):
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert checkpoint[MODEL_KEY] == {"class": "Pix2Pix", "generators": {"AtoB": "netG"}}
     assert checkpoint["hyper_parameters"]["generator"]["num_downs"] == 5
+
+
+def test_fid_during_training_scores_the_one_direction_on_aligned_data(tmp_path):
+    make_aligned(tmp_path / "data", count=2)
+    data = PairedImageDataModule(str(tmp_path / "data"), load_size=36, crop_size=32, num_workers=0)
+    fid = FIDCallback(tmp_path / "data", every_n_epochs=1, feature_extractor=TinyFeatures(), batch_size=2)
+    run = trainer(max_epochs=1, callbacks=[fid], limit_val_batches=0)
+    run.fit(tiny_model(), datamodule=data)
+    assert math.isfinite(run.callback_metrics["fid/AtoB"].item()) and "fid/BtoA" not in run.callback_metrics

@@ -67,10 +67,8 @@ class PairedImageDataModule(ImageDataModule):
         if self.format == "aligned":
             channels = (self.channels["A"], self.channels["B"])
             paths = self.root.list_images(split, limit)
-            swap = self.direction == "BtoA"
-            source: Source[Pair] = AlignedPairs(
-                self.root, split, paths, channels, self.max_image_pixels, swap=swap
-            )
+            images = ImageFolder(self.root, split, paths, max(channels), self.max_image_pixels)
+            source: Source[Pair] = AlignedPairs(images, channels, swap=self.direction == "BtoA")
         else:
             letters = {"A": "A", "B": "B"} if self.direction == "AtoB" else {"A": "B", "B": "A"}
             folders = {role: f"{split}{letter}" for role, letter in letters.items()}

@@ -19,13 +19,6 @@ log = logging.getLogger(__name__)
 _UNMATCHED_SHOWN = 10
 
 
-def _read_bytes(root: DatasetRoot, path: str) -> bytes:
-    try:
-        return root.fs.cat_file(path)
-    except OSError as error:
-        raise BadImageError(root.display(path), f"cannot read the file ({error})") from error
-
-
 class ImageFolder:
     """The image files of one domain split: reads and decodes file i on demand."""
 
@@ -52,7 +45,10 @@ class ImageFolder:
     def load(self, index: int) -> torch.Tensor:
         """uint8 (channels, H, W); raises BadImageError naming the file when it cannot be used."""
         path = self.paths[index]
-        data = _read_bytes(self.root, path)
+        try:
+            data = self.root.fs.cat_file(path)
+        except OSError as error:
+            raise BadImageError(self.root.display(path), f"cannot read the file ({error})") from error
         return decode_image_bytes(data, self.root.display(path), self.channels, self.max_pixels)
 
     def read(self, index: int) -> tuple[torch.Tensor, str]:
@@ -74,50 +70,36 @@ def _with_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 class AlignedPairs:
-    """The reference's aligned format: each file of ROOT/folder holds A on its left half and B on its
-    right half (split at ``width // 2``; an odd width's last column is dropped so both halves are equal).
-    ``swap`` (direction BtoA) makes the right half A. ``channels`` are A's and B's channel counts."""
+    """The reference's aligned format: each image of ``images`` holds A on its left half and B on its right
+    half (split at ``width // 2``; an odd width's last column is dropped so both halves are equal).
+    ``swap`` (direction BtoA) makes the right half A. ``channels`` are A's and B's channel counts; the
+    folder decodes with 3 channels when either has 3."""
 
-    def __init__(
-        self,
-        root: DatasetRoot,
-        folder: str,
-        paths: PathTable,
-        channels: tuple[int, int],
-        max_pixels: int,
-        *,
-        swap: bool,
-    ) -> None:
-        self.root = root
-        self.folder = folder
-        self.paths = paths
+    def __init__(self, images: ImageFolder, channels: tuple[int, int], *, swap: bool) -> None:
+        self.images = images
         self.channels = channels
-        self.max_pixels = max_pixels
         self.swap = swap
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.images)
 
     @property
     def location(self) -> str:
-        return f"{self.root.display(self.root.path)}/{self.folder}"
+        return self.images.location
 
     def read(self, index: int) -> Pair:
         """File ``index`` split into its A and B halves; BadImageError when it cannot be used."""
-        path = self.paths[index]
-        shown = self.root.display(path)
-        decoded = 3 if 3 in self.channels else 1
-        image = decode_image_bytes(_read_bytes(self.root, path), shown, decoded, self.max_pixels)
+        image, path = self.images.read(index)
         half = image.shape[-1] // 2
         if half < 1:
-            raise BadImageError(shown, "is 1 pixel wide; an aligned image holds A and B side by side")
+            raise BadImageError(path, "is 1 pixel wide; an aligned image holds A and B side by side")
         left, right = image[..., :half], image[..., half : 2 * half]
         image_a, image_b = (right, left) if self.swap else (left, right)
         return Pair(
             _with_channels(image_a.contiguous(), self.channels[0]),
             _with_channels(image_b.contiguous(), self.channels[1]),
-            shown,
-            shown,
+            path,
+            path,
         )
 
 
