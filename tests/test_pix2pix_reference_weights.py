@@ -14,7 +14,8 @@ from test_nn_reference_import import _RefUnet, randomize
 from torch import nn
 
 from cyclegan.callbacks.checkpoint_io import CheckpointError
-from cyclegan.inference import open_generator
+from cyclegan.inference import export_generator, open_generator
+from cyclegan.inference.export import verify_onnx
 from cyclegan.nn import ImageStatisticsBatchNorm2d, infer_reference_spec, load_reference_weights
 
 
@@ -100,3 +101,14 @@ def test_the_other_direction_and_a_bad_mode_are_one_line_errors(published):
         open_generator(path, "BtoA")
     with pytest.raises(ValueError, match=r"batchnorm must be one of \['image', 'running'\], got 'eval'"):
         open_generator(path, batchnorm="eval")
+
+
+def test_a_published_unet_256_exports_to_onnx_and_verifies_on_small_images(published, tmp_path):
+    """unet_256 pads every side to a multiple of 256 by reflection, which needs sides over 128 pixels:
+    the export's check grows its test images to fit."""
+    _, path = published
+    loaded = open_generator(path)
+    output = export_generator(loaded, "onnx", tmp_path / "label2photo.onnx")
+    assert verify_onnx(loaded.module, output) < 1e-4
+    exported = open_generator(output)
+    assert exported.batchnorm == "image" and exported.config["arch"] == "unet_256"
