@@ -43,22 +43,24 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "vs_reference.json"
 SAMPLE = REPO / "data" / "sample"
 
-# Runs the reference's train.py unchanged, timing each optimize_parameters call and each epoch end.
+# Runs the reference's train.py unchanged, timing each optimize_parameters call of its model class
+# (models.{model_module}.{model_class}: cycle_gan_model.CycleGANModel, pix2pix_model.Pix2PixModel) and
+# each epoch end.
 REFERENCE_RUNNER = """
 import atexit, json, runpy, sys, time
 sys.path.insert(0, {reference!r})
 sys.argv = ["train.py", *{args!r}]
 from models.base_model import BaseModel
-from models.cycle_gan_model import CycleGANModel
+from models.{model_module} import {model_class} as Model
 starts, epoch_ends = [], []
-optimize, update_lr = CycleGANModel.optimize_parameters, BaseModel.update_learning_rate
+optimize, update_lr = Model.optimize_parameters, BaseModel.update_learning_rate
 def timed_optimize(self):
     starts.append(time.perf_counter())
     return optimize(self)
 def timed_update_lr(self):
     epoch_ends.append(time.perf_counter())
     return update_lr(self)
-CycleGANModel.optimize_parameters, BaseModel.update_learning_rate = timed_optimize, timed_update_lr
+Model.optimize_parameters, BaseModel.update_learning_rate = timed_optimize, timed_update_lr
 def dump():
     with open({clock!r}, "w") as file:
         json.dump({{"iteration_starts": starts, "epoch_ends": epoch_ends}}, file)
@@ -104,21 +106,32 @@ def run_timed(command: list[str], env: dict[str, str], log: Path) -> float:
 
 
 def run_ours(data: Path, work: Path, args: argparse.Namespace) -> dict:
+    return run_cyclegan_train(
+        [
+            "data=folder",
+            f"data.root={data}",
+            "model=resnet_6blocks",
+            "model.generator.ngf=16",
+            "model.discriminator.ndf=16",
+            "data.load_size=64",
+            "data.crop_size=56",
+            "data.batch_size=1",
+            f"data.num_workers={args.workers}",
+            "model.lambda_identity=0.5",
+            f"model.n_epochs={args.epochs}",
+            f"model.n_epochs_decay={args.epochs}",
+        ],
+        work,
+    )
+
+
+def run_cyclegan_train(overrides: list[str], work: Path) -> dict:
+    """cyclegan-train with ``overrides`` (plus a csv logger, the CPU and the iteration clock) in
+    WORK/ours_run: the whole run's wall time and the clock's record."""
     clock = work / "ours_clock.json"
     command = [
         str(Path(sys.executable).with_name("cyclegan-train")),
-        "data=folder",
-        f"data.root={data}",
-        "model=resnet_6blocks",
-        "model.generator.ngf=16",
-        "model.discriminator.ndf=16",
-        "data.load_size=64",
-        "data.crop_size=56",
-        "data.batch_size=1",
-        f"data.num_workers={args.workers}",
-        "model.lambda_identity=0.5",
-        f"model.n_epochs={args.epochs}",
-        f"model.n_epochs_decay={args.epochs}",
+        *overrides,
         "logger=csv",
         "trainer=cpu",
         f"hydra.run.dir={work / 'ours_run'}",
@@ -131,7 +144,6 @@ def run_ours(data: Path, work: Path, args: argparse.Namespace) -> dict:
 
 
 def run_reference(data: Path, work: Path, args: argparse.Namespace) -> dict:
-    clock = work / "reference_clock.json"
     reference_args = [
         "--dataroot", str(data), "--name", "bench", "--model", "cycle_gan",
         "--netG", "resnet_6blocks", "--ngf", "16", "--ndf", "16",
@@ -139,11 +151,22 @@ def run_reference(data: Path, work: Path, args: argparse.Namespace) -> dict:
         "--lambda_identity", "0.5", "--n_epochs", str(args.epochs), "--n_epochs_decay", str(args.epochs),
         "--num_threads", str(args.workers), "--checkpoints_dir", str(work / "reference_run"),
     ]  # fmt: skip
+    return run_reference_train(reference_args, ("cycle_gan_model", "CycleGANModel"), work, args)
+
+
+def run_reference_train(
+    reference_args: list[str], model: tuple[str, str], work: Path, args: argparse.Namespace
+) -> dict:
+    """The reference's train.py with ``reference_args``, timing ``model`` (its models/ module and class):
+    the whole run's wall time and the clock's record."""
+    clock = work / "reference_clock.json"
     runner = REFERENCE_RUNNER.format(
         reference=str(args.reference),
         args=reference_args,
         clock=str(clock),
         train=str(args.reference / "train.py"),
+        model_module=model[0],
+        model_class=model[1],
     )
     paths = [str(args.reference), *(str(p) for p in args.reference_path)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "WANDB_MODE": "disabled"}
@@ -160,38 +183,77 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def side_by_side(data: Path, tmp: Path, args: argparse.Namespace, reference_run, ours_run) -> dict:
+    """``args.repeats`` alternating (reference, ours) runs on ``data``, each in its own folder under
+    ``tmp``: both summaries and the ratios ours / reference of the medians."""
+    ours, reference = [], []
+    for repeat in range(args.repeats):
+        for name, runner, results in (("reference", reference_run, reference), ("ours", ours_run, ours)):
+            work = tmp / f"{name}-{repeat}"
+            work.mkdir()
+            results.append(runner(data, work, args))
+            print(f"{name} run {repeat}: {results[-1]['wall_s']:.1f} s", file=sys.stderr)
+    summary = {"reference": summarize(reference), "ours": summarize(ours)}
+
+    def ratio(key: str) -> float:
+        return round(
+            statistics.median(summary["ours"][key]) / statistics.median(summary["reference"][key]), 3
+        )
+
+    return {
+        **summary,
+        "ours_vs_reference_wall": ratio("wall_s"),
+        "ours_vs_reference_iteration": ratio("iteration_ms_median"),
+    }
+
+
+def parse_arguments(
+    doc: str, argv: list[str] | None, *, epochs: int, images: int, images_help: str
+) -> argparse.Namespace:
+    """The options of a side-by-side run against the reference (``epochs``, ``images``: defaults)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--reference", type=Path, required=True, help="checkout of the reference project")
     parser.add_argument("--reference-path", type=Path, nargs="*", default=[], help="extra PYTHONPATH for it")
-    parser.add_argument("--epochs", type=int, default=25, help="epochs at the initial lr (as many decay)")
-    parser.add_argument("--images", type=int, default=48, help="training images per domain")
+    parser.add_argument("--epochs", type=int, default=epochs, help="epochs at the initial lr (as many decay)")
+    parser.add_argument("--images", type=int, default=images, help=images_help)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="alternating (reference, ours) pairs")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    ours, reference = [], []
-    with tempfile.TemporaryDirectory(prefix="vs-reference-") as tmp:
-        data = make_dataset(Path(tmp) / "data", args.images, 12)
-        for repeat in range(args.repeats):
-            for name, runner, results in (("reference", run_reference, reference), ("ours", run_ours, ours)):
-                work = Path(tmp) / f"{name}-{repeat}"
-                work.mkdir()
-                results.append(runner(data, work, args))
-                print(f"{name} run {repeat}: {results[-1]['wall_s']:.1f} s", file=sys.stderr)
-    summary = {"reference": summarize(reference), "ours": summarize(ours)}
-    wall_ratio = statistics.median(summary["ours"]["wall_s"]) / statistics.median(
-        summary["reference"]["wall_s"]
-    )
-    iteration_ratio = statistics.median(summary["ours"]["iteration_ms_median"]) / statistics.median(
-        summary["reference"]["iteration_ms_median"]
-    )
-    record = {
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def run_context(load_at_start: list[float]) -> dict:
+    """When, where and with what a benchmark ran: the machine is shared, so its load goes with the figures."""
+    return {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
-        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": load_average(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
+    }
+
+
+def report(record: dict, path: Path, *, write: bool) -> None:
+    """Print the record as JSON and, with ``write``, store it at ``path``."""
+    print(json.dumps(record, indent=2))
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(__doc__, argv, epochs=25, images=48, images_help="training images per domain")
+    load_at_start = load_average()
+    with tempfile.TemporaryDirectory(prefix="vs-reference-") as tmp:
+        data = make_dataset(Path(tmp) / "data", args.images, 12)
+        summary = side_by_side(data, Path(tmp), args, run_reference, run_ours)
+    record = {
+        **run_context(load_at_start),
         "recipe": {
             "images_per_domain": args.images,
             "epochs": f"{args.epochs} + {args.epochs}",
@@ -201,13 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             "load_crop": "64 / 56",
         },
         **summary,
-        "ours_vs_reference_wall": round(wall_ratio, 3),
-        "ours_vs_reference_iteration": round(iteration_ratio, 3),
     }
-    print(json.dumps(record, indent=2))
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    report(record, RESULTS, write=not args.no_write)
     return 0
 
 

@@ -84,7 +84,7 @@ class SettingError(ValueError):
 
 def _joiner(requirement: str) -> str:
     """ " " before a predicate that reads on ("x=3 must be ...", "x=3 is larger than ..."), else ": "."""
-    return " " if requirement.startswith(("must ", "is ")) else ": "
+    return " " if requirement.startswith(("must ", "is ", "conflicts ")) else ": "
 
 
 def check_choice(

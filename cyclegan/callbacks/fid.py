@@ -7,15 +7,18 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch import nn
 
-from cyclegan.inference.checkpoints import wrap
+from cyclegan.inference.checkpoints import CYCLEGAN_GENERATORS, wrap
 from cyclegan.inference.evaluation import directions_for, evaluate_direction
 from cyclegan.inference.metrics import inception_extractor
+from cyclegan.nn import batchnorm_mode
 
 
 class FIDCallback(pl.Callback):
     """Logs ``fid/AtoB``, ``kid/AtoB`` (and BtoA) at the end of every ``every_n_epochs``-th training epoch.
 
-    Scores compare ``G_A(root/{split}A)`` with ``root/{split}B`` (and ``G_B(...B)`` with ``...A``); use
+    Scores compare ``G_A(root/{split}A)`` with ``root/{split}B`` (and ``G_B(...B)`` with ``...A``; an
+    aligned ``root/{split}`` serves its halves); a model without a generator for a direction (pix2pix has
+    only AtoB) is scored in the others. BatchNorm generators run in ``image`` mode, as inference does. Use
     ``max_images`` and ``resize`` to bound the cost. ``feature_extractor`` replaces the FID Inception
     network, else loaded from ``inception_weights`` or the download cache when fitting starts (a missing
     or refused weights file fails the run at start, not after the first epochs).
@@ -56,23 +59,24 @@ class FIDCallback(pl.Callback):
             return
         assert self.feature_extractor is not None, "FIDCallback.setup was not called"
         extractor = self.feature_extractor.to(pl_module.device)
-        for direction in self.directions:
-            network = pl_module.netG_A if direction == "AtoB" else pl_module.netG_B
+        generators = getattr(pl_module, "generator_names", CYCLEGAN_GENERATORS)
+        for direction in [name for name in self.directions if name in generators]:
+            network = getattr(pl_module, generators[direction])
             was_training = network.training
             network.eval()
-            spec = network.spec
-            generator = wrap(network, spec)
+            generator = wrap(network, network.spec)
             try:
-                scores, _ = evaluate_direction(
-                    generator,
-                    self.data_root,
-                    direction,
-                    extractor,
-                    split=self.split,
-                    batch_size=self.batch_size,
-                    resize=self.resize,
-                    max_images=self.max_images,
-                )
+                with batchnorm_mode(network, "image"):
+                    scores, _ = evaluate_direction(
+                        generator,
+                        self.data_root,
+                        direction,
+                        extractor,
+                        split=self.split,
+                        batch_size=self.batch_size,
+                        resize=self.resize,
+                        max_images=self.max_images,
+                    )
             finally:
                 network.train(was_training)
             pl_module.log(f"fid/{direction}", scores.fid, sync_dist=False)

@@ -1,4 +1,4 @@
-"""`cyclegan-download NAME [--root DIR] [--base-url URL]`: fetch a reference CycleGAN dataset."""
+"""`cyclegan-download NAME [--root DIR] [--base-url URL]`: fetch a reference CycleGAN or pix2pix dataset."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from cyclegan.data.download import (
     BASE_URL_ENV,
     DATASET_NAMES,
     DEFAULT_BASE_URL,
+    PIX2PIX_BASE_URL,
+    PIX2PIX_BASE_URL_ENV,
+    PIX2PIX_DATASET_NAMES,
     DatasetDownloadError,
     download_dataset,
 )
@@ -20,12 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cyclegan-download",
         description=(
-            "Download a reference CycleGAN dataset into ROOT/NAME (trainA/ trainB/ testA/ testB/). "
-            "Interrupted downloads resume; the folder appears only once complete."
+            "Download a reference CycleGAN dataset into ROOT/NAME (trainA/ trainB/ testA/ testB/), or a "
+            "pix2pix one into ROOT/pix2pix/NAME (aligned train/ test/ val/). Interrupted downloads resume; "
+            "the folder appears only once complete."
         ),
     )
     parser.add_argument(
-        "name", metavar="NAME", choices=DATASET_NAMES, help=f"one of: {', '.join(DATASET_NAMES)}"
+        "name",
+        metavar="NAME",
+        choices=(*DATASET_NAMES, *PIX2PIX_DATASET_NAMES, "pix2pix/cityscapes"),
+        help=f"CycleGAN: {', '.join(DATASET_NAMES)}; pix2pix: {', '.join(PIX2PIX_DATASET_NAMES)}",
     )
     parser.add_argument(
         "--root",
@@ -35,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--base-url",
         default=None,
-        help=f"where NAME.zip lives (default: ${BASE_URL_ENV} or {DEFAULT_BASE_URL})",
+        help=(
+            f"where NAME.zip lives (default: ${BASE_URL_ENV} or {DEFAULT_BASE_URL}), or for pix2pix "
+            f"datasets NAME.tar.gz (default: ${PIX2PIX_BASE_URL_ENV} or {PIX2PIX_BASE_URL})"
+        ),
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
     parser.add_argument("--attempts", type=int, default=3, help="tries, each resuming the previous one")

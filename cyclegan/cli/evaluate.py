@@ -42,7 +42,7 @@ def run_eval(cfg: DictConfig, extractor: nn.Module | None = None) -> dict[str, D
     extractor = extractor.to(device)
     results = {}
     for direction in directions:
-        generator = open_generator(cfg.checkpoint, direction, device=device).module
+        generator = open_generator(cfg.checkpoint, direction, device=device, batchnorm=cfg.batchnorm).module
         scores, skipped = evaluate_direction(
             generator,
             cfg.data.root,

@@ -18,7 +18,7 @@ def run_export(cfg: DictConfig) -> dict[str, object]:
     check_format(cfg.format)
     check_direction(cfg.direction)
     check_output(Path(cfg.output), [Path(cfg.checkpoint)], overwrite=cfg.overwrite)
-    loaded = open_generator(cfg.checkpoint, cfg.direction)
+    loaded = open_generator(cfg.checkpoint, cfg.direction, batchnorm=cfg.batchnorm)
     path = export_generator(loaded, cfg.format, cfg.output, overwrite=cfg.overwrite)
     result: dict[str, object] = {"output": str(path), "format": cfg.format, "direction": cfg.direction}
     if cfg.format == "onnx" and cfg.verify:

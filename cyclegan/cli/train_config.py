@@ -71,7 +71,7 @@ def _check_training_folders(node: DictConfig) -> None:
     folder fails without saying which config key to change)."""
     check = getattr(hydra.utils.get_class(node._target_), "check_training_folders", None)
     if check is not None:
-        check(node.root)
+        check(OmegaConf.to_container(node, resolve=True))
 
 
 def _build(

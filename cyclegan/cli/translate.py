@@ -50,7 +50,8 @@ def run_translate(cfg: DictConfig) -> dict[str, TranslationReport]:
         plans[direction] = plan_outputs(inputs, folder, cfg.output_ext)
     # load every generator first: a file that holds one direction only fails before any output is written
     generators = {
-        direction: open_generator(cfg.checkpoint, direction, device=device).module for direction in directions
+        direction: open_generator(cfg.checkpoint, direction, device=device, batchnorm=cfg.batchnorm).module
+        for direction in directions
     }
     reports = {}
     for direction, generator in generators.items():

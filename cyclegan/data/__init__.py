@@ -1,4 +1,5 @@
-"""cyclegan.data: unpaired two-domain image data (LightningDataModule), decoding and dataset downloads.
+"""cyclegan.data: unpaired (CycleGAN) and paired (pix2pix) image data as LightningDataModules, decoding and
+dataset downloads.
 
 Stands alone: imports nothing from cyclegan.ops, cyclegan.nn, cyclegan.model or cyclegan.cli.
 """
@@ -10,8 +11,11 @@ from typing import Any
 # not pull in Lightning through the datamodule.
 _EXPORTS = {
     "UnpairedImageDataModule": "datamodule",
+    "PairedImageDataModule": "paired",
+    "PAIRED_FORMATS": "paired",
     "BadImageError": "decode",
     "DATASET_NAMES": "download",
+    "PIX2PIX_DATASET_NAMES": "download",
     "DatasetDownloadError": "download",
     "download_dataset": "download",
     "IMAGE_EXTENSIONS": "files",

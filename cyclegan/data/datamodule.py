@@ -1,4 +1,6 @@
-"""The LightningDataModule over ROOT/{trainA,trainB,testA,testB} (and valA/valB where present).
+"""The LightningDataModules: `ImageDataModule`, the machinery the unpaired (CycleGAN) and paired (pix2pix,
+`cyclegan.data.paired`) modules share, and `UnpairedImageDataModule` over
+ROOT/{trainA,trainB,testA,testB} (and valA/valB where present).
 
 Batches are dicts: `A` and `B` float tensors in [-1, 1] of shape (batch, channels, H, W), `A_paths` and
 `B_paths` lists of source files. With direction="BtoA" the domains swap roles: `A` then holds images
@@ -21,44 +23,55 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from cyclegan.data.datasets import (
     DatasetError,
-    ImageFolder,
-    PairedEvalDataset,
+    SeededTrainDataset,
     SingleDomainDataset,
+    UnpairedEvalDataset,
     UnpairedTrainDataset,
     collate_samples,
 )
 from cyclegan.data.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError
 from cyclegan.data.domains import DIRECTIONS
-from cyclegan.data.files import DatasetRoot, find_local_images
+from cyclegan.data.files import EXPECTED_LAYOUT, DatasetRoot, find_local_images
 from cyclegan.data.sampling import EpochSampler, SharedEpoch
+from cyclegan.data.sources import ImageFolder
 from cyclegan.data.transforms import RESIZING_CROPS, EvalTransform, TrainTransform
 from cyclegan.errors import SettingError, check_bool, check_choice, check_int
 
 log = logging.getLogger(__name__)
 
+GET_A_DATASET = "get a reference dataset with cyclegan-download NAME or pass data.root=DIR"
 
-class UnpairedImageDataModule(pl.LightningDataModule):
-    """Unpaired two-domain images for CycleGAN, streamed from a local folder or any fsspec URL.
 
-    Randomness (A order, B draws, crops, flips) is a pure function of (seed, epoch, rank, index): call
-    set_epoch() at each epoch start (the training sampler also gets it from Lightning), and
-    state_dict()/load_state_dict() carry seed, epoch and the skipped count across a resume.
+class ImageDataModule(pl.LightningDataModule):
+    """What the two-domain data modules share: their options, transforms, stages, loaders, the epoch and
+    resume state, and the count of skipped bad files. A subclass lists its dataset layout in
+    `train_dataset_for_fit`, `validation_split`, `eval_dataset` and `test_inputs`.
+
+    Images stream from a local folder or any fsspec URL. Randomness (order, draws, crops, flips) is a
+    pure function of (seed, epoch, rank, index): call set_epoch() at each epoch start (the training
+    sampler also gets it from Lightning), and state_dict()/load_state_dict() carry seed, epoch and the
+    skipped count across a resume. The training sampler shards the items over DDP ranks.
 
     Options beyond the reference's: `test_preprocess` ("resize" or "none", see the module docstring),
     `skip_bad_images` (False: a bad file raises BadImageError naming it), `max_image_pixels` (files
     whose header declares more pixels are refused before decoding), `predict_root` (a folder to
-    predict on instead of the source domain's test split), `persistent_workers`, `pin_memory`
-    (None: when CUDA is available).
+    predict on instead of the test split), `persistent_workers`, `pin_memory` (None: when CUDA is
+    available).
     """
+
+    # The folders expected under the root, and those of a validation split (for the errors naming them).
+    expected_layout = EXPECTED_LAYOUT
+    validation_layout = "valA/ and valB/, or testA/ and testB/"
 
     def __init__(
         self,
@@ -69,7 +82,6 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         load_size: int = 286,
         crop_size: int = 256,
         flip: bool = True,
-        serial_batches: bool = False,
         max_dataset_size: int | None = None,
         input_nc: int = 3,
         output_nc: int = 3,
@@ -95,14 +107,11 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         ):
             check_int(name, value, minimum)
         check_int("max_dataset_size", max_dataset_size, 1, optional=True)
-        for name, value in (
-            ("serial_batches", serial_batches),
-            ("skip_bad_images", skip_bad_images),
-            ("persistent_workers", persistent_workers),
-        ):
-            check_bool(name, value)
+        check_bool("skip_bad_images", skip_bad_images)
+        check_bool("persistent_workers", persistent_workers)
         # the transforms check preprocess, test_preprocess, load_size, crop_size and flip
         self.train_transform = TrainTransform(preprocess, load_size, crop_size, flip)
+        self.eval_transform = EvalTransform(test_preprocess, crop_size)
         if preprocess in RESIZING_CROPS and crop_size > load_size:
             raise SettingError(
                 "crop_size",
@@ -111,15 +120,14 @@ class UnpairedImageDataModule(pl.LightningDataModule):
                 f"{load_size}-pixel resized image",
                 related={"load_size": load_size},
             )
-        self.eval_transform = EvalTransform(test_preprocess, crop_size)
+        # records this __init__'s arguments and the subclass's (Lightning reads both frames)
         self.save_hyperparameters()
-        self.root = DatasetRoot(root)
+        self.root = DatasetRoot(root, self.expected_layout)
         self.predict_source = DatasetRoot(predict_root) if predict_root is not None else None
         self.direction = direction
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
-        self.serial_batches = bool(serial_batches)
         self.skip_bad_images = bool(skip_bad_images)
         self.max_dataset_size = None if max_dataset_size is None else int(max_dataset_size)
         self.channels = {"A": int(input_nc), "B": int(output_nc)}
@@ -130,53 +138,47 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         self.rank = 0
         self.skipped = 0
         self._epoch = SharedEpoch(0)
-        self._folders: dict[tuple[str, str], ImageFolder] = {}
-        self.train_dataset: UnpairedTrainDataset | None = None
-        self.val_dataset: PairedEvalDataset | None = None
-        self.test_dataset: PairedEvalDataset | None = None
-        self.predict_dataset: SingleDomainDataset | None = None
+        self.train_dataset: SeededTrainDataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+        self.predict_dataset: Dataset | None = None
 
-    # ----------------------------------------------------------------------------------------- folders
+    # ------------------------------------------------------------------------- the subclass's layout
     @classmethod
-    def check_training_folders(cls, root: str) -> None:
-        """Raise a `SettingError` naming ``root`` when a local dataset folder cannot train: missing,
-        without trainA/ or trainB/, or one of them without an image. Cheap (a listing of two local folders),
-        so a command fails before anything is built; remote roots are checked when they are listed."""
-        if "://" in str(root):
+    def check_training_folders(cls, settings: Mapping[str, Any]) -> None:
+        """Raise a `SettingError` naming ``root`` when the local dataset folder of these data settings
+        cannot train (missing, or without the folders training reads, or those without an image). Cheap
+        (a listing of local folders), so a command fails before anything is built; remote roots are
+        checked when they are listed."""
+        root = str(settings["root"])
+        if "://" in root:
             return
         folder = Path(root)
-        where = "" if folder.is_absolute() else f", relative to the working directory {Path.cwd()}"
-        get_one = "get a reference dataset with cyclegan-download NAME or pass data.root=DIR"
         if not folder.is_dir():
-            raise SettingError("root", root, f"no such folder{where}; {get_one}")
-        missing = [split for split in ("trainA", "trainB") if not (folder / split).is_dir()]
-        if missing:
-            raise SettingError(
-                "root",
-                root,
-                f"missing dataset folder{'s' * (len(missing) > 1)} {' and '.join(missing)} (a dataset "
-                f"folder holds trainA/ and trainB/, testA/ and testB/ optional{where}); {get_one}",
-            )
-        for split in ("trainA", "trainB"):
-            if not find_local_images(folder / split).images:
-                raise SettingError("root", root, f"dataset folder {folder / split} holds no image file")
+            where = "" if folder.is_absolute() else f", relative to the working directory {Path.cwd()}"
+            raise SettingError("root", root, f"no such folder{where}; {GET_A_DATASET}")
+        cls.check_training_layout(folder, settings)
 
-    def _domain(self, split: str, role: str, limit: int | None = None) -> ImageFolder:
-        """The folder for split ('train', 'val', 'test') and role ('A' source, 'B' target), listed once."""
-        letter = role if self.direction == "AtoB" else {"A": "B", "B": "A"}[role]
-        key = (f"{split}{letter}", role)
-        if key not in self._folders:
-            paths = self.root.list_images(key[0], limit)
-            self._folders[key] = ImageFolder(
-                self.root, key[0], paths, self.channels[role], self.max_image_pixels
-            )
-        return self._folders[key]
+    @classmethod
+    def check_training_layout(cls, folder: Path, settings: Mapping[str, Any]) -> None:
+        """The subclass's part of `check_training_folders`: the folders training reads under ``folder``."""
+        raise NotImplementedError
 
-    def _validation_split(self) -> str | None:
-        for split in ("val", "test"):
-            if self.root.has_folder(f"{split}A") and self.root.has_folder(f"{split}B"):
-                return split
-        return None
+    def train_dataset_for_fit(self) -> SeededTrainDataset:
+        """The training dataset (files listed now; raises naming a missing or empty folder)."""
+        raise NotImplementedError
+
+    def validation_split(self) -> str | None:
+        """The split validation reads ('val' or 'test'), None when the root has neither."""
+        raise NotImplementedError
+
+    def eval_dataset(self, split: str, skip_bad_images: bool) -> Dataset:
+        """Items of ``split`` in order, without randomness, for validation and test."""
+        raise NotImplementedError
+
+    def test_inputs(self) -> Dataset:
+        """What predict translates without a ``predict_root``: the source images of the test split."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -184,42 +186,25 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         if self.trainer is not None:
             self.rank = self.trainer.global_rank
         if stage in (None, "fit"):
-            self.train_dataset = UnpairedTrainDataset(
-                self._domain("train", "A", self.max_dataset_size),
-                self._domain("train", "B", self.max_dataset_size),
-                self.train_transform,
-                serial_batches=self.serial_batches,
-                seed=self.seed,
-                epoch=self._epoch,
-                rank=self.rank,
-                skip_bad_images=self.skip_bad_images,
-            )
+            self.train_dataset = self.train_dataset_for_fit()
         if stage in (None, "fit", "validate"):
-            split = self._validation_split()
+            split = self.validation_split()
             if split is None and stage == "validate":
                 raise FileNotFoundError(
-                    f"no validation split under {self.root.url!r}: "
-                    "expected valA/ and valB/, or testA/ and testB/"
+                    f"no validation split under {self.root.url!r}: expected {self.validation_layout}"
                 )
-            self.val_dataset = None if split is None else self._paired(split, self.skip_bad_images)
+            self.val_dataset = None if split is None else self.eval_dataset(split, self.skip_bad_images)
         if stage in (None, "test"):
-            self.test_dataset = self._paired("test", skip_bad_images=False)
+            self.test_dataset = self.eval_dataset("test", skip_bad_images=False)
         if stage in (None, "predict"):
-            self.predict_dataset = SingleDomainDataset(self._predict_folder(), self.eval_transform)
+            self.predict_dataset = self._predict_dataset()
 
-    def _paired(self, split: str, skip_bad_images: bool) -> PairedEvalDataset:
-        return PairedEvalDataset(
-            self._domain(split, "A"),
-            self._domain(split, "B"),
-            self.eval_transform,
-            skip_bad_images=skip_bad_images,
-        )
-
-    def _predict_folder(self) -> ImageFolder:
+    def _predict_dataset(self) -> Dataset:
         if self.predict_source is None:
-            return self._domain("test", "A")
+            return self.test_inputs()
         source = self.predict_source
-        return ImageFolder(source, "", source.list_images(""), self.channels["A"], self.max_image_pixels)
+        folder = ImageFolder(source, "", source.list_images(""), self.channels["A"], self.max_image_pixels)
+        return SingleDomainDataset(folder, self.eval_transform)
 
     # ------------------------------------------------------------------------------------- dataloaders
     def train_dataloader(self) -> DataLoader:
@@ -235,10 +220,15 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             self._epoch,
             num_replicas=replicas,
             rank=rank,
-            shuffle=not self.serial_batches,
+            shuffle=self.shuffle_training_items,
             seed=self.seed,
         )
         return self._loader(dataset, self.batch_size, sampler=sampler)
+
+    @property
+    def shuffle_training_items(self) -> bool:
+        """Whether the training sampler shuffles the items each epoch."""
+        return True
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_dataset is None:
@@ -281,7 +271,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         return self._epoch.value
 
     def set_epoch(self, epoch: int) -> None:
-        """Start epoch `epoch`: the A order and every per-sample draw change with it (workers see it too)."""
+        """Start epoch `epoch`: the order and every per-sample draw change with it (workers see it too)."""
         self._epoch.set(epoch)
 
     def state_dict(self) -> dict[str, Any]:
@@ -315,6 +305,81 @@ class UnpairedImageDataModule(pl.LightningDataModule):
                 logger.log_metrics(
                     {"data/skipped_images": float(self.skipped)}, step=self.trainer.global_step
                 )
+
+
+class UnpairedImageDataModule(ImageDataModule):
+    """Unpaired two-domain images for CycleGAN: ROOT/{trainA,trainB,testA,testB} (valA/valB optional).
+
+    ``serial_batches`` pairs A[i] with B[i mod |B|] and keeps the A order, instead of drawing B at random
+    and shuffling A. The other options are `ImageDataModule`'s.
+    """
+
+    def __init__(self, root: str, *, serial_batches: bool = False, **options: Any) -> None:
+        check_bool("serial_batches", serial_batches)
+        super().__init__(root, **options)
+        self.serial_batches = serial_batches
+        self._folders: dict[tuple[str, str], ImageFolder] = {}
+
+    @classmethod
+    def check_training_layout(cls, folder: Path, settings: Mapping[str, Any]) -> None:
+        missing = [split for split in ("trainA", "trainB") if not (folder / split).is_dir()]
+        if missing:
+            where = "" if folder.is_absolute() else f", relative to the working directory {Path.cwd()}"
+            raise SettingError(
+                "root",
+                str(folder),
+                f"missing dataset folder{'s' * (len(missing) > 1)} {' and '.join(missing)} (a dataset "
+                f"folder holds trainA/ and trainB/, testA/ and testB/ optional{where}); {GET_A_DATASET}",
+            )
+        for split in ("trainA", "trainB"):
+            if not find_local_images(folder / split).images:
+                raise SettingError(
+                    "root", str(folder), f"dataset folder {folder / split} holds no image file"
+                )
+
+    def _domain(self, split: str, role: str, limit: int | None = None) -> ImageFolder:
+        """The folder for split ('train', 'val', 'test') and role ('A' source, 'B' target), listed once."""
+        letter = role if self.direction == "AtoB" else {"A": "B", "B": "A"}[role]
+        key = (f"{split}{letter}", role)
+        if key not in self._folders:
+            paths = self.root.list_images(key[0], limit)
+            self._folders[key] = ImageFolder(
+                self.root, key[0], paths, self.channels[role], self.max_image_pixels
+            )
+        return self._folders[key]
+
+    def train_dataset_for_fit(self) -> UnpairedTrainDataset:
+        return UnpairedTrainDataset(
+            self._domain("train", "A", self.max_dataset_size),
+            self._domain("train", "B", self.max_dataset_size),
+            self.train_transform,
+            serial_batches=self.serial_batches,
+            seed=self.seed,
+            epoch=self._epoch,
+            rank=self.rank,
+            skip_bad_images=self.skip_bad_images,
+        )
+
+    @property
+    def shuffle_training_items(self) -> bool:
+        return not self.serial_batches
+
+    def validation_split(self) -> str | None:
+        for split in ("val", "test"):
+            if self.root.has_folder(f"{split}A") and self.root.has_folder(f"{split}B"):
+                return split
+        return None
+
+    def eval_dataset(self, split: str, skip_bad_images: bool) -> UnpairedEvalDataset:
+        return UnpairedEvalDataset(
+            self._domain(split, "A"),
+            self._domain(split, "B"),
+            self.eval_transform,
+            skip_bad_images=skip_bad_images,
+        )
+
+    def test_inputs(self) -> SingleDomainDataset:
+        return SingleDomainDataset(self._domain("test", "A"), self.eval_transform)
 
 
 def ignore_stop_signals(worker_id: int) -> None:

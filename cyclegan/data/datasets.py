@@ -1,5 +1,6 @@
-"""Map-style datasets over two image domains. Files are listed once (by the datamodule) and each item is
-read and decoded lazily inside the DataLoader worker that asks for it; nothing decoded is kept.
+"""Map-style datasets over two image domains, unpaired (CycleGAN) or paired (pix2pix). Files are listed
+once (by the datamodule, into the sources of `cyclegan.data.sources`) and each item is read and decoded
+lazily inside the DataLoader worker that asks for it; nothing decoded is kept.
 
 Bad files (empty, truncated, not an image, decompression bomb) are skipped in training and validation:
 another file is used in their place and the skipped path travels back in the batch under `skipped`, so
@@ -10,48 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch.utils.data import Dataset
 
-from cyclegan.data.decode import BadImageError, decode_image_bytes
-from cyclegan.data.files import DatasetRoot, PathTable
+from cyclegan.data.decode import BadImageError
 from cyclegan.data.sampling import SharedEpoch, sample_generator
+from cyclegan.data.sources import ImageFolder, Pair
 from cyclegan.data.transforms import EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
 
 # Consecutive bad files tolerated for one sample before giving up on the domain.
 MAX_CONSECUTIVE_BAD = 50
-
-
-class ImageFolder:
-    """The image files of one domain split: reads and decodes file i on demand."""
-
-    def __init__(
-        self, root: DatasetRoot, folder: str, paths: PathTable, channels: int, max_pixels: int
-    ) -> None:
-        self.root = root
-        self.folder = folder
-        self.paths = paths
-        self.channels = channels
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def path(self, index: int) -> str:
-        return self.root.display(self.paths[index])
-
-    def load(self, index: int) -> torch.Tensor:
-        """uint8 (channels, H, W); raises BadImageError naming the file when it cannot be used."""
-        path = self.paths[index]
-        try:
-            data = self.root.fs.cat_file(path)
-        except OSError as error:
-            raise BadImageError(self.root.display(path), f"cannot read the file ({error})") from error
-        return decode_image_bytes(data, self.root.display(path), self.channels, self.max_pixels)
 
 
 class DatasetError(RuntimeError):
@@ -64,33 +37,57 @@ def _skip(error: BadImageError, skipped: list[str]) -> None:
     skipped.append(error.path)
 
 
-def _give_up(folder: ImageFolder, error: BadImageError) -> DatasetError:
+Item = TypeVar("Item", covariant=True)
+
+
+class Source(Protocol[Item]):
+    """What the datasets read from (`cyclegan.data.sources`): items by index, and where they are."""
+
+    location: str
+
+    def __len__(self) -> int: ...
+
+    def read(self, index: int) -> Item: ...
+
+
+def _give_up(source: Source, error: BadImageError) -> DatasetError:
     return DatasetError(
-        f"{MAX_CONSECUTIVE_BAD} unreadable images in a row in {folder.root.display(folder.root.path)}/"
-        f"{folder.folder} (last: {error}); the folder looks broken"
+        f"{MAX_CONSECUTIVE_BAD} unreadable images in a row in {source.location} (last: {error}); "
+        "the folder looks broken"
     )
 
 
-def _load_or_replace(
-    folder: ImageFolder,
+def _read_or_replace(
+    source: Source[Item],
     index: int,
     skipped: list[str],
     *,
     skip_bad_images: bool,
     replacement: Callable[[int], int],
-) -> tuple[torch.Tensor, str]:
-    """Load file `index`; a bad file is recorded in `skipped` and file `replacement(index)` tried in its
+) -> Item:
+    """Read item `index`; a bad file is recorded in `skipped` and item `replacement(index)` tried in its
     place (or the error is raised, when not skipping)."""
     for _ in range(MAX_CONSECUTIVE_BAD):
         try:
-            return folder.load(index), folder.path(index)
+            return source.read(index)
         except BadImageError as error:
             if not skip_bad_images:
                 raise
             _skip(error, skipped)
             last_error = error
             index = replacement(index)
-    raise _give_up(folder, last_error)
+    raise _give_up(source, last_error)
+
+
+def _read_or_next(source: Source[Item], index: int, skipped: list[str], *, skip_bad_images: bool) -> Item:
+    """Read item `index`; a bad file is replaced by the next item (evaluation: no randomness)."""
+    return _read_or_replace(
+        source,
+        index,
+        skipped,
+        skip_bad_images=skip_bad_images,
+        replacement=lambda i: (i + 1) % len(source),
+    )
 
 
 def _pair_item(
@@ -99,25 +96,36 @@ def _pair_item(
     return {"A": image_a, "B": image_b, "A_paths": path_a, "B_paths": path_b, "skipped": skipped}
 
 
-class _DomainPairDataset(Dataset):
-    """Items pairing an A file with a B file; length max(|A|, |B|)."""
+class SeededTrainDataset(Dataset):
+    """Base of the training datasets: every random draw of item i (which file, crops, flips, replacements
+    for bad files) comes from a generator seeded by (seed, epoch, rank, i), never from a global RNG."""
 
-    def __init__(
-        self, domain_a: ImageFolder, domain_b: ImageFolder, transform: Any, skip_bad_images: bool
-    ) -> None:
-        self.domain_a = domain_a
-        self.domain_b = domain_b
-        self.transform = transform
+    def __init__(self, *, seed: int, epoch: SharedEpoch, rank: int, skip_bad_images: bool) -> None:
+        self.seed = seed
+        self.epoch = epoch
+        self.rank = rank
         self.skip_bad_images = skip_bad_images
 
-    def __len__(self) -> int:
-        return max(len(self.domain_a), len(self.domain_b))
+    def draws(self, index: int) -> torch.Generator:
+        """The generator of item ``index``'s random draws in the current epoch."""
+        return sample_generator(self.seed, self.epoch.value, self.rank, index)
+
+    def read(self, source: Source[Item], index: int, generator: torch.Generator, skipped: list[str]) -> Item:
+        """Read item `index` of `source`; a bad file is replaced by a random item (or raised, when not
+        skipping)."""
+
+        def random_item(_index: int) -> int:
+            return int(torch.randint(0, len(source), (1,), generator=generator))
+
+        return _read_or_replace(
+            source, index, skipped, skip_bad_images=self.skip_bad_images, replacement=random_item
+        )
 
 
-class UnpairedTrainDataset(_DomainPairDataset):
+class UnpairedTrainDataset(SeededTrainDataset):
     """Training pairs as the reference makes them: A[i mod |A|] with a random B (or B[i mod |B|] when serial).
 
-    Length is max(|A|, |B|). All random draws come from a generator seeded by (seed, epoch, rank, index).
+    Length is max(|A|, |B|).
     """
 
     def __init__(
@@ -132,39 +140,30 @@ class UnpairedTrainDataset(_DomainPairDataset):
         rank: int = 0,
         skip_bad_images: bool = True,
     ) -> None:
-        super().__init__(domain_a, domain_b, transform, skip_bad_images)
+        super().__init__(seed=seed, epoch=epoch, rank=rank, skip_bad_images=skip_bad_images)
+        self.domain_a = domain_a
+        self.domain_b = domain_b
+        self.transform = transform
         self.serial_batches = serial_batches
-        self.seed = seed
-        self.epoch = epoch
-        self.rank = rank
+
+    def __len__(self) -> int:
+        return max(len(self.domain_a), len(self.domain_b))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        generator = sample_generator(self.seed, self.epoch.value, self.rank, index)
+        generator = self.draws(index)
         if self.serial_batches:
             b_index = index % len(self.domain_b)
         else:
             b_index = int(torch.randint(0, len(self.domain_b), (1,), generator=generator))
         skipped: list[str] = []
-        image_a, path_a = self._load(self.domain_a, index % len(self.domain_a), generator, skipped)
-        image_b, path_b = self._load(self.domain_b, b_index, generator, skipped)
+        image_a, path_a = self.read(self.domain_a, index % len(self.domain_a), generator, skipped)
+        image_b, path_b = self.read(self.domain_b, b_index, generator, skipped)
         image_a, image_b = self.transform(image_a, generator), self.transform(image_b, generator)
         return _pair_item(image_a, image_b, path_a, path_b, skipped)
 
-    def _load(
-        self, folder: ImageFolder, index: int, generator: torch.Generator, skipped: list[str]
-    ) -> tuple[torch.Tensor, str]:
-        """Load file `index`; a bad file is replaced by a random one (or raised, when not skipping)."""
 
-        def random_file(_index: int) -> int:
-            return int(torch.randint(0, len(folder), (1,), generator=generator))
-
-        return _load_or_replace(
-            folder, index, skipped, skip_bad_images=self.skip_bad_images, replacement=random_file
-        )
-
-
-class PairedEvalDataset(_DomainPairDataset):
-    """Validation/test pairs without randomness: A[i mod |A|] with B[i mod |B|], length max(|A|, |B|).
+class UnpairedEvalDataset(Dataset):
+    """Validation/test items without randomness: A[i mod |A|] with B[i mod |B|], length max(|A|, |B|).
 
     With skip_bad_images a bad file is replaced by the next file of its domain (validation); without it
     the error names the file (test, where every output must belong to its own input).
@@ -178,23 +177,68 @@ class PairedEvalDataset(_DomainPairDataset):
         *,
         skip_bad_images: bool,
     ) -> None:
-        super().__init__(domain_a, domain_b, transform, skip_bad_images)
+        self.domain_a = domain_a
+        self.domain_b = domain_b
+        self.transform = transform
+        self.skip_bad_images = skip_bad_images
+
+    def __len__(self) -> int:
+        return max(len(self.domain_a), len(self.domain_b))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         skipped: list[str] = []
-        image_a, path_a = self._load(self.domain_a, index % len(self.domain_a), skipped)
-        image_b, path_b = self._load(self.domain_b, index % len(self.domain_b), skipped)
+        options = {"skip_bad_images": self.skip_bad_images}
+        image_a, path_a = _read_or_next(self.domain_a, index % len(self.domain_a), skipped, **options)
+        image_b, path_b = _read_or_next(self.domain_b, index % len(self.domain_b), skipped, **options)
         return _pair_item(self.transform(image_a), self.transform(image_b), path_a, path_b, skipped)
 
-    def _load(self, folder: ImageFolder, index: int, skipped: list[str]) -> tuple[torch.Tensor, str]:
-        """Load file `index`; a bad file is replaced by the next one (or raised, when not skipping)."""
-        return _load_or_replace(
-            folder,
-            index,
-            skipped,
-            skip_bad_images=self.skip_bad_images,
-            replacement=lambda i: (i + 1) % len(folder),
-        )
+
+class PairedTrainDataset(SeededTrainDataset):
+    """Training pairs of paired data (aligned files or paired folders): pair i with one random crop and
+    flip shared by its A and B images, so they stay aligned. A bad file replaces the whole pair."""
+
+    def __init__(
+        self,
+        pairs: Source[Pair],
+        transform: TrainTransform,
+        *,
+        seed: int,
+        epoch: SharedEpoch,
+        rank: int = 0,
+        skip_bad_images: bool = True,
+    ) -> None:
+        super().__init__(seed=seed, epoch=epoch, rank=rank, skip_bad_images=skip_bad_images)
+        self.pairs = pairs
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        generator = self.draws(index)
+        skipped: list[str] = []
+        pair = self.read(self.pairs, index, generator, skipped)
+        image_a, image_b = self.transform.pair(pair.image_a, pair.image_b, generator)
+        return _pair_item(image_a, image_b, pair.path_a, pair.path_b, skipped)
+
+
+class PairedEvalDataset(Dataset):
+    """Validation/test pairs of paired data, in order; a bad file replaces its pair by the next pair
+    (validation, with skip_bad_images) or raises naming the file (test)."""
+
+    def __init__(self, pairs: Source[Pair], transform: EvalTransform, *, skip_bad_images: bool) -> None:
+        self.pairs = pairs
+        self.transform = transform
+        self.skip_bad_images = skip_bad_images
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        skipped: list[str] = []
+        pair = _read_or_next(self.pairs, index, skipped, skip_bad_images=self.skip_bad_images)
+        image_a, image_b = self.transform.pair(pair.image_a, pair.image_b)
+        return _pair_item(image_a, image_b, pair.path_a, pair.path_b, skipped)
 
 
 class SingleDomainDataset(Dataset):

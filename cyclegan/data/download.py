@@ -1,13 +1,15 @@
-"""Downloading the reference CycleGAN datasets: resumable, size-checked, safely and atomically extracted.
+"""Downloading the reference datasets: resumable, size-checked, safely and atomically extracted.
 
-`download_dataset(name, root)` fetches BASE_URL/NAME.zip into ROOT/.NAME.zip.part (resuming it with an
-HTTP Range request when a previous run was cut off), checks its size against what the server declared,
-refuses archives with entries that would land outside the target folder, that clash (a file and a
-folder of one name), that compress suspiciously well (zip bombs) or that would not fit on the disk,
-extracts into a temporary folder under ROOT and renames that to ROOT/NAME only when everything
-succeeded. So ROOT/NAME exists only as a complete dataset. A refused archive's download is removed, so
-that the next try (say, from a mirror) starts afresh. The base URL comes from the argument, else
-$CYCLEGAN_DATASET_URL, else the original host (which goes down at times).
+Two families: the CycleGAN datasets (NAME.zip of trainA/ trainB/ testA/ testB/) and the pix2pix ones,
+named ``pix2pix/NAME`` here (NAME.tar.gz of aligned train/ test/ val/ images, under their own base URL).
+`download_dataset(name, root)` fetches the archive into ROOT/.NAME.zip.part (or .tar.gz.part), resuming
+it with an HTTP Range request when a previous run was cut off, checks its size against what the server
+declared, checks every entry (`cyclegan.data.archives`: no escaping paths, links, devices, clashes,
+bombs; enough free space) and extracts it into a temporary folder renamed to ROOT/NAME only when
+everything succeeded. So ROOT/NAME exists only as a complete dataset. A refused archive's download is
+removed, so that the next try (say, from a mirror) starts afresh. The base URL comes from the argument,
+else $CYCLEGAN_DATASET_URL (CycleGAN) or $CYCLEGAN_PIX2PIX_DATASET_URL (pix2pix), else the original host
+(which goes down at times).
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ import http.client
 import logging
 import os
 import re
-import shutil
-import stat
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from cyclegan.data.archives import (
+    ARCHIVE_READ_ERRORS,
+    BadArchiveError,
+    DatasetDownloadError,
+    extract_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,25 +54,37 @@ DATASET_NAMES: tuple[str, ...] = (
 )
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 BASE_URL_ENV = "CYCLEGAN_DATASET_URL"
+# The reference's pix2pix datasets (datasets/download_pix2pix_dataset.sh), aligned A|B images in tar.gz.
+PIX2PIX_PREFIX = "pix2pix/"
+PIX2PIX_DATASET_NAMES: tuple[str, ...] = tuple(
+    PIX2PIX_PREFIX + name for name in ("facades", "maps", "edges2shoes", "edges2handbags", "night2day")
+)
+PIX2PIX_BASE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+PIX2PIX_BASE_URL_ENV = "CYCLEGAN_PIX2PIX_DATASET_URL"
+# Cityscapes' license forbids redistribution: the reference ships a script to prepare it instead.
+CITYSCAPES_STEPS = (
+    "pix2pix/cityscapes cannot be downloaded (its license forbids redistribution): get "
+    "gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip from https://www.cityscapes-dataset.com and "
+    "run the reference's datasets/prepare_cityscapes_dataset.py with --output_dir ROOT/pix2pix/cityscapes"
+)
 _CHUNK = 1 << 20
-# The reference datasets are JPEGs, which deflate barely at all; a member over _RATIO_CHECKED_FROM bytes
-# that claims to shrink more than this is a zip bomb.
-MAX_COMPRESSION_RATIO = 100
-_RATIO_CHECKED_FROM = 1 << 20
 
 
-class DatasetDownloadError(RuntimeError):
-    """A dataset could not be downloaded or extracted; the message says what and where."""
-
-
-class BadArchiveError(DatasetDownloadError):
-    """The archive itself is refused (unsafe, clashing or bomb-like entries); its download is dropped."""
+def archive_kind(name: str) -> str:
+    """``tar.gz`` for the pix2pix datasets, ``zip`` for the CycleGAN ones."""
+    return "tar.gz" if name.startswith(PIX2PIX_PREFIX) else "zip"
 
 
 def dataset_url(name: str, base_url: str | None = None) -> str:
-    """BASE/NAME.zip, BASE from the argument, else $CYCLEGAN_DATASET_URL, else the original host."""
-    base = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-    return f"{base.rstrip('/')}/{name}.zip"
+    """BASE/NAME.zip (or BASE/NAME.tar.gz for ``pix2pix/NAME``), BASE from the argument, else the family's
+    environment variable ($CYCLEGAN_DATASET_URL, $CYCLEGAN_PIX2PIX_DATASET_URL), else the original host."""
+    kind = archive_kind(name)
+    if kind == "tar.gz":
+        base = base_url or os.environ.get(PIX2PIX_BASE_URL_ENV) or PIX2PIX_BASE_URL
+        name = name[len(PIX2PIX_PREFIX) :]
+    else:
+        base = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    return f"{base.rstrip('/')}/{name}.{kind}"
 
 
 def download_dataset(
@@ -82,27 +99,30 @@ def download_dataset(
     """Download and extract the reference dataset `name` into ROOT/NAME; returns that folder.
 
     A folder that is already there is kept as is (it can only exist complete). An interrupted download
-    leaves ROOT/.NAME.zip.part, which the next call resumes.
+    leaves ROOT/.NAME.zip.part (or .tar.gz.part), which the next call resumes.
     """
-    if name not in DATASET_NAMES:
-        raise DatasetDownloadError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
-    root_dir = Path(root)
-    target = root_dir / name
+    if name == f"{PIX2PIX_PREFIX}cityscapes":
+        raise DatasetDownloadError(CITYSCAPES_STEPS)
+    if name not in DATASET_NAMES + PIX2PIX_DATASET_NAMES:
+        known = ", ".join(DATASET_NAMES + PIX2PIX_DATASET_NAMES)
+        raise DatasetDownloadError(f"unknown dataset {name!r}; choose one of: {known}")
+    target = Path(root) / name
     if target.is_dir():
         log.info("%s is already there; delete it to download again", target)
         return target
     if target.exists():
         raise DatasetDownloadError(f"{target} exists and is not a folder; move it away first")
-    root_dir.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     url = dataset_url(name, base_url)
-    partial = root_dir / f".{name}.zip.part"
+    kind = archive_kind(name)
+    partial = target.parent / f".{target.name}.{kind}.part"
     fetch_resumable(url, partial, progress=progress, timeout=timeout, attempts=attempts)
     try:
-        extract_atomically(partial, target)
-    except (zipfile.BadZipFile, EOFError) as error:
+        extract_atomically(partial, target, kind)
+    except ARCHIVE_READ_ERRORS as error:
         partial.unlink(missing_ok=True)  # corrupt as served: the next call must start over
         raise DatasetDownloadError(
-            f"{url} is not a valid zip archive ({error}); nothing was extracted"
+            f"{url} is not a valid {kind} archive ({error}); nothing was extracted"
         ) from error
     except BadArchiveError as error:
         partial.unlink(missing_ok=True)  # refused as served: the next call must start over
@@ -124,7 +144,7 @@ def fetch_resumable(url: str, destination: Path, *, progress: bool, timeout: flo
                 raise DatasetDownloadError(
                     f"cannot reach {urllib.parse.urlsplit(url).netloc} to download {url} ({error.reason}); "
                     f"check the network connection, or download from a mirror with --base-url URL "
-                    f"(or ${BASE_URL_ENV})"
+                    f"(or ${BASE_URL_ENV}, ${PIX2PIX_BASE_URL_ENV} for pix2pix datasets)"
                 ) from error
             log.warning("download of %s interrupted (attempt %d/%d): %s", url, attempt, attempts, error)
     have = destination.stat().st_size if destination.exists() else 0
@@ -187,90 +207,3 @@ def _expected_total(response: http.client.HTTPResponse, offset: int) -> int | No
         return None if match.group(2) == "*" else int(match.group(2))
     length = response.headers.get("Content-Length")
     return int(length) if length is not None else None
-
-
-def unsafe_member(info: zipfile.ZipInfo) -> str | None:
-    """Why a zip entry must not be extracted (absolute, escaping the folder, or a link), else None."""
-    name = info.filename.replace("\\", "/")
-    parts = PurePosixPath(name).parts
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "absolute path"
-    if ".." in parts:
-        return "path escapes the target folder"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "symbolic link"
-    return None
-
-
-def clashing_member(members: list[zipfile.ZipInfo]) -> str | None:
-    """A name the archive uses both for a file and for a folder (it cannot be extracted), else None."""
-    files, folders = set(), set()
-    for info in members:
-        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-        folders.update("/".join(parts[:end]) for end in range(1, len(parts)))
-        (folders if info.is_dir() else files).add("/".join(parts))
-    return min(files & folders, default=None)
-
-
-def bomb_member(members: list[zipfile.ZipInfo]) -> zipfile.ZipInfo | None:
-    """The first member that claims to inflate more than MAX_COMPRESSION_RATIO times, else None."""
-    return next(
-        (
-            info
-            for info in members
-            if info.file_size > _RATIO_CHECKED_FROM
-            and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)
-        ),
-        None,
-    )
-
-
-def check_members(archive: Path, members: list[zipfile.ZipInfo], folder: Path) -> None:
-    """Refuse, before anything is written, an archive that is empty, unsafe, clashing or a zip bomb
-    (BadArchiveError), or that would not fit in the free space of ``folder`` (DatasetDownloadError)."""
-    if not members:
-        raise BadArchiveError(f"{archive} is an empty archive")
-    for info in members:
-        reason = unsafe_member(info)
-        if reason is not None:
-            raise BadArchiveError(f"refusing {archive}: entry {info.filename!r} is unsafe ({reason})")
-    clash = clashing_member(members)
-    if clash is not None:
-        raise BadArchiveError(f"refusing {archive}: {clash!r} is both a file and a folder in it")
-    bomb = bomb_member(members)
-    if bomb is not None:
-        raise BadArchiveError(
-            f"refusing {archive}: entry {bomb.filename!r} would inflate {bomb.compress_size} bytes into "
-            f"{bomb.file_size} (over {MAX_COMPRESSION_RATIO}:1, a zip bomb)"
-        )
-    needed = sum(info.file_size for info in members)
-    free = shutil.disk_usage(folder).free
-    if needed > free:
-        raise DatasetDownloadError(
-            f"{archive} unpacks to {needed / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB are free in "
-            f"{folder}; free some space and run again (the download is kept)"
-        )
-
-
-def extract_atomically(archive: Path, target: Path) -> None:
-    """Extract archive so that `target` appears complete or not at all.
-
-    Every entry is checked first (`check_members`: zip-slip, clashes, bombs, free space). zipfile writes
-    no member past the size the archive declares for it and checks its CRC, so a member whose data
-    inflates beyond its declared size fails (BadZipFile) instead of filling the disk. Extraction goes to
-    a temporary folder beside `target`, renamed into place at the end, and removed on any failure. A
-    single top-level folder in the archive (the reference zips hold NAME/trainA/...) becomes `target`.
-    """
-    with zipfile.ZipFile(archive) as bundle:
-        members = bundle.infolist()
-        check_members(archive, members, target.parent)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extracting-", dir=target.parent))
-        try:
-            bundle.extractall(staging)
-            entries = list(staging.iterdir())
-            content = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
-            os.rename(content, target)
-        except OSError as error:
-            raise DatasetDownloadError(f"cannot extract {archive} into {target.parent}: {error}") from error
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)

@@ -29,9 +29,15 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".pgm",
 )
 
+_IMAGES = f"images ({', '.join(IMAGE_EXTENSIONS)}; searched recursively)"
 EXPECTED_LAYOUT = (
     "expected ROOT/trainA, ROOT/trainB, ROOT/testA, ROOT/testB (and optionally ROOT/valA, ROOT/valB), "
-    f"each holding images ({', '.join(IMAGE_EXTENSIONS)}; searched recursively)"
+    f"each holding {_IMAGES}"
+)
+PAIRED_LAYOUT = (
+    "expected the aligned layout, ROOT/train and ROOT/test (ROOT/val optional) holding images with A and "
+    "B side by side, or paired folders, ROOT/trainA with ROOT/trainB (testA/testB, valA/valB optional) "
+    f"holding files of the same relative names; {_IMAGES}"
 )
 
 
@@ -102,16 +108,18 @@ def find_local_images(folder: str | os.PathLike[str]) -> ImageListing:
 
 
 class DatasetRoot:
-    """A dataset root folder on some fsspec filesystem (a plain path means the local disk)."""
+    """A dataset root folder on some fsspec filesystem (a plain path means the local disk); ``layout``
+    describes the folders expected in it, for error messages."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, layout: str = EXPECTED_LAYOUT) -> None:
         self.url = str(root)
+        self.layout = layout
         self.fs, self.path = fsspec.core.url_to_fs(self.url)
         self.path = self.path.rstrip("/") or "/"
         if not self.fs.exists(self.path):
-            raise FileNotFoundError(f"dataset root {self.url!r} does not exist; {EXPECTED_LAYOUT}")
+            raise FileNotFoundError(f"dataset root {self.url!r} does not exist; {layout}")
         if not self.fs.isdir(self.path):
-            raise NotADirectoryError(f"dataset root {self.url!r} is a file, not a folder; {EXPECTED_LAYOUT}")
+            raise NotADirectoryError(f"dataset root {self.url!r} is a file, not a folder; {layout}")
 
     @property
     def is_local(self) -> bool:
@@ -132,9 +140,9 @@ class DatasetRoot:
         location = f"{self.path}/{folder}"
         shown = self.display(location)
         if not self.fs.exists(location):
-            raise FileNotFoundError(f"split folder {shown!r} does not exist; {EXPECTED_LAYOUT}")
+            raise FileNotFoundError(f"split folder {shown!r} does not exist; {self.layout}")
         if not self.fs.isdir(location):
-            raise NotADirectoryError(f"split folder {shown!r} is a file, not a folder; {EXPECTED_LAYOUT}")
+            raise NotADirectoryError(f"split folder {shown!r} is a file, not a folder; {self.layout}")
         found, not_regular = self._find_images(location)
         if not_regular:
             log.warning(
@@ -145,7 +153,7 @@ class DatasetRoot:
                 ", ".join(self.display(path) for path in not_regular[:5]) + ", ..." * (len(not_regular) > 5),
             )
         if not found:
-            raise ValueError(f"split folder {shown!r} holds no image file; {EXPECTED_LAYOUT}")
+            raise ValueError(f"split folder {shown!r} holds no image file; {self.layout}")
         if max_count is not None:
             found = found[: int(max_count)]
         return PathTable(found)

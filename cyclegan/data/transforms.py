@@ -9,6 +9,7 @@ than the crop is first scaled up (aspect kept) so the crop always fits.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import InterpolationMode
@@ -28,6 +29,11 @@ def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if (image.shape[-2], image.shape[-1]) == (height, width):
         return image
     return F.resize(image, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+
+def _same_size(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``image`` resized to the height and width of ``like`` (the other image of a pair)."""
+    return _resize(image, like.shape[-2], like.shape[-1])
 
 
 def _round_to_base(image: torch.Tensor) -> torch.Tensor:
@@ -63,8 +69,22 @@ def to_unit_range(image: torch.Tensor) -> torch.Tensor:
     return scaled.mul_(2.0 / 255.0).sub_(1.0)
 
 
+@dataclass(frozen=True)
+class CropFlip:
+    """One draw of the training randomness: the crop's top-left corner (0, 0 when not cropping) and
+    whether to mirror. Drawn once per sample, so the two halves of a pair can share it."""
+
+    top: int
+    left: int
+    flip: bool
+
+
 class TrainTransform:
-    """Training preprocessing: the reference's `preprocess` mode, random crop, random horizontal flip."""
+    """Training preprocessing: the reference's `preprocess` mode, random crop, random horizontal flip.
+
+    Three steps, so paired images can share one draw: `resize` (deterministic), `draw` (the random crop
+    corner and flip, from a generator) and `apply`; calling the transform does all three.
+    """
 
     def __init__(self, preprocess: str, load_size: int, crop_size: int, flip: bool) -> None:
         check_choice("preprocess", preprocess, PREPROCESS_MODES, what="preprocessing mode")
@@ -82,21 +102,45 @@ class TrainTransform:
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 (C, H, W) -> float32 (C, h, w) in [-1, 1]; all randomness drawn from `generator`."""
+        resized = self.resize(image)
+        return self.apply(resized, self.draw(resized.shape[-2], resized.shape[-1], generator))
+
+    def resize(self, image: torch.Tensor) -> torch.Tensor:
+        """The `preprocess` mode's resizing (uint8 in, uint8 out); a cropping mode also scales an image
+        smaller than the crop up so the crop fits."""
         if self.preprocess == "resize_and_crop":
             image = _resize(image, self.load_size, self.load_size)
         elif self.preprocess in ("scale_width", "scale_width_and_crop"):
             image = _scale_width(image, self.load_size, self.crop_size)
         elif self.preprocess == "none":
             image = _round_to_base(image)
+        return _at_least(image, self.crop_size) if self.crops else image
+
+    def draw(self, height: int, width: int, generator: torch.Generator) -> CropFlip:
+        """The random crop corner (for a resized image of ``height`` x ``width``) and flip."""
+        top = left = 0
         if self.crops:
-            image = _at_least(image, self.crop_size)
-            height, width = image.shape[-2:]
             top = int(torch.randint(0, height - self.crop_size + 1, (1,), generator=generator))
             left = int(torch.randint(0, width - self.crop_size + 1, (1,), generator=generator))
-            image = F.crop(image, top, left, self.crop_size, self.crop_size)
-        if self.flip and float(torch.rand((), generator=generator)) < 0.5:
-            image = F.horizontal_flip(image)
-        return to_unit_range(image)
+        return CropFlip(top, left, self.flip and float(torch.rand((), generator=generator)) < 0.5)
+
+    def pair(
+        self, image_a: torch.Tensor, image_b: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both images of a pair with one draw: the same crop and flip (B first resized to A's size when
+        the two differ, so the crop covers the same content)."""
+        resized_a = self.resize(image_a)
+        resized_b = _same_size(self.resize(image_b), resized_a)
+        draw = self.draw(resized_a.shape[-2], resized_a.shape[-1], generator)
+        return self.apply(resized_a, draw), self.apply(resized_b, draw)
+
+    def apply(self, resized: torch.Tensor, draw: CropFlip) -> torch.Tensor:
+        """Crop and flip a `resize`d uint8 image as ``draw`` says -> float32 in [-1, 1]."""
+        if self.crops:
+            resized = F.crop(resized, draw.top, draw.left, self.crop_size, self.crop_size)
+        if draw.flip:
+            resized = F.horizontal_flip(resized)
+        return to_unit_range(resized)
 
 
 class EvalTransform:
@@ -110,3 +154,8 @@ class EvalTransform:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         image = _resize(image, self.size, self.size) if self.preprocess == "resize" else _round_to_base(image)
         return to_unit_range(image)
+
+    def pair(self, image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both images of a pair, B resized to A's size when the two differ."""
+        resized_a = self(image_a)
+        return resized_a, _same_size(self(image_b), resized_a)

@@ -21,10 +21,14 @@ from cyclegan.data.domains import DIRECTIONS
 from cyclegan.inference.generator_settings import build_declared_generator, checked_generator_settings
 from cyclegan.inference.onnx_generator import OnnxGenerator, external_data_tensors, start_session
 from cyclegan.inference.padding import PadCropGenerator, size_multiple_of
-from cyclegan.nn import load_reference_weights
+from cyclegan.nn import has_batchnorm, load_reference_weights, set_batchnorm_mode
 
 # Name of the JSON record exported files carry (TorchScript extra file, safetensors metadata key).
 METADATA_KEY = "cyclegan"
+# Where a Lightning checkpoint names its model class and generators (cyclegan.model.gan_module.MODEL_KEY;
+# not imported, which would load the training stack); checkpoints without it are CycleGAN's.
+MODEL_KEY = "cyclegan_model"
+CYCLEGAN_GENERATORS = {"AtoB": "netG_A", "BtoA": "netG_B"}
 _REFERENCE_NAME = re.compile(r"^(?P<stem>.*net_G_)(?P<domain>[AB])\.pth$")
 
 
@@ -33,7 +37,8 @@ class LoadedGenerator:
     """A generator wrapped for full-resolution use, plus what we know about where it came from.
 
     ``config`` holds the build_generator kwargs (for TorchScript and ONNX, whose network is in the file,
-    what its metadata says).
+    what its metadata says). ``batchnorm`` is the statistics its BatchNorm layers use (see
+    `cyclegan.nn.batchnorm`), None for a network without BatchNorm.
     """
 
     module: PadCropGenerator | torch.jit.ScriptModule | OnnxGenerator
@@ -41,6 +46,7 @@ class LoadedGenerator:
     kind: str
     config: dict[str, Any] | None
     path: Path
+    batchnorm: str | None = None
 
 
 def check_direction(direction: str) -> None:
@@ -85,9 +91,17 @@ def _is_onnx(path: Path) -> bool:
 
 
 def open_generator(
-    path: str | Path, direction: str = "AtoB", *, device: str | torch.device = "cpu"
+    path: str | Path,
+    direction: str = "AtoB",
+    *,
+    device: str | torch.device = "cpu",
+    batchnorm: str | None = None,
 ) -> LoadedGenerator:
-    """Load the generator translating in ``direction`` from ``path``, in eval mode on ``device``."""
+    """Load the generator translating in ``direction`` from ``path``, in eval mode on ``device``.
+
+    ``batchnorm`` sets which statistics the BatchNorm layers of a pix2pix generator normalize with,
+    ``image`` or ``running`` (see `cyclegan.nn.batchnorm`); None: what an exported file was written with,
+    else ``image``. TorchScript and ONNX files can only run the way they were exported."""
     check_direction(direction)
     path = Path(path)
     kind = detect_kind(path)
@@ -109,20 +123,35 @@ def open_generator(
                 f"nor a reference generator state_dict (a flat dict of tensors); top-level keys: "
                 f"{sorted(checkpoint)[:8]}"
             )
+    if isinstance(loaded.module, PadCropGenerator):
+        loaded.batchnorm = (
+            (batchnorm or loaded.batchnorm or "image") if has_batchnorm(loaded.module) else None
+        )
+        if loaded.batchnorm is not None:
+            set_batchnorm_mode(loaded.module, loaded.batchnorm)
+        loaded.module.requires_grad_(False)  # (TorchScript modules refuse requires_grad_)
+    elif batchnorm is not None and loaded.batchnorm not in (None, batchnorm):
+        raise CheckpointError(
+            f"{path} was exported with batchnorm={loaded.batchnorm}; export it again with "
+            f"batchnorm={batchnorm} to run it that way"
+        )
     loaded.module.eval().to(device)
-    if isinstance(loaded.module, PadCropGenerator):  # TorchScript modules refuse requires_grad_
-        loaded.module.requires_grad_(False)
     return loaded
 
 
 def load_generator(
-    path: str | Path, direction: str = "AtoB", *, device: str | torch.device = "cpu"
+    path: str | Path,
+    direction: str = "AtoB",
+    *,
+    device: str | torch.device = "cpu",
+    batchnorm: str | None = None,
 ) -> nn.Module:
     """A ready generator (eval mode, no grad) for ``direction`` from any checkpoint or export of ours.
 
     The module takes (N, C, H, W) in [-1, 1] of any size and returns the same size, translated.
+    ``batchnorm``: see `open_generator`.
     """
-    return open_generator(path, direction, device=device).module
+    return open_generator(path, direction, device=device, batchnorm=batchnorm).module
 
 
 def wrap(generator: nn.Module, config: dict[str, Any]) -> PadCropGenerator:
@@ -139,6 +168,12 @@ def _load_weights(generator: nn.Module, state_dict: dict[str, torch.Tensor], pat
         ) from None
 
 
+def _seen_from(data_direction: str, direction: str) -> str:
+    """A direction between the dataset's folders as the model sees it (data.direction=BtoA swaps them),
+    and back: the mapping is its own inverse."""
+    return direction if data_direction == "AtoB" else DIRECTIONS[1 - DIRECTIONS.index(direction)]
+
+
 def _open_lightning(path: Path, checkpoint: dict[str, Any], direction: str) -> LoadedGenerator:
     hparams = checkpoint["hyper_parameters"]
     if not isinstance(hparams, dict) or not isinstance(hparams.get("generator"), dict):
@@ -147,12 +182,23 @@ def _open_lightning(path: Path, checkpoint: dict[str, Any], direction: str) -> L
         )
     config = checked_generator_settings(hparams["generator"], path, CheckpointError)
     # Directions name the dataset's folders (A: trainA/testA). Trained with data.direction=BtoA, the
-    # model's G_A maps the B folders to A, so folder direction AtoB is its G_B.
+    # model's AtoB generator (CycleGAN's G_A) maps the B folders to A, so folder direction AtoB is its
+    # BtoA generator (G_B).
     data_direction = (checkpoint.get("datamodule_hyper_parameters") or {}).get("direction", "AtoB")
-    use_g_a = (direction == "AtoB") == (data_direction == "AtoB")
-    if not use_g_a:
+    model = checkpoint.get(MODEL_KEY) or {}
+    generators = model.get("generators") or CYCLEGAN_GENERATORS
+    if not isinstance(generators, dict) or not set(generators) <= set(DIRECTIONS):
+        raise CheckpointError(f"{path}: its {MODEL_KEY} generators are not a dict direction -> attribute")
+    model_direction = _seen_from(data_direction, direction)
+    if model_direction not in generators:
+        held = " and ".join(sorted(_seen_from(data_direction, name) for name in generators))
+        raise CheckpointError(
+            f"{path} ({model.get('class', 'a model')}, trained with data.direction={data_direction}) "
+            f"translates {held} only, not {direction}"
+        )
+    if model_direction != "AtoB":
         config["input_nc"], config["output_nc"] = config["output_nc"], config["input_nc"]
-    prefix = "netG_A." if use_g_a else "netG_B."
+    prefix = f"{generators[model_direction]}."
     state_dict = {
         key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)
     }
@@ -235,7 +281,8 @@ def _open_safetensors(path: Path, direction: str) -> LoadedGenerator:
     config = checked_generator_settings(metadata.get("generator"), path, CheckpointError)
     generator = build_declared_generator(config, path, CheckpointError)
     _load_weights(generator, state_dict, path, "the weights")
-    return LoadedGenerator(wrap(generator, config), direction, "safetensors", config, path)
+    module = wrap(generator, config)
+    return LoadedGenerator(module, direction, "safetensors", config, path, metadata.get("batchnorm"))
 
 
 def _open_torchscript(path: Path, direction: str) -> LoadedGenerator:
@@ -249,7 +296,8 @@ def _open_torchscript(path: Path, direction: str) -> LoadedGenerator:
         raise CheckpointError(f"cannot read TorchScript file {path}: {reason}") from None
     metadata = _read_metadata(extra[f"{METADATA_KEY}.json"], path)
     _check_exported_direction(path, metadata["direction"], direction)
-    return LoadedGenerator(module, direction, "torchscript", metadata.get("generator"), path)
+    generator = metadata.get("generator")
+    return LoadedGenerator(module, direction, "torchscript", generator, path, metadata.get("batchnorm"))
 
 
 def _open_onnx(path: Path, direction: str, device: torch.device) -> LoadedGenerator:
@@ -269,4 +317,6 @@ def _open_onnx(path: Path, direction: str, device: torch.device) -> LoadedGenera
     if not all(isinstance(count, int) and not isinstance(count, bool) and count > 0 for count in channels):
         raise CheckpointError(f"{path}: its '{METADATA_KEY}' metadata lacks valid input_nc and output_nc")
     module = OnnxGenerator(session, *channels)
-    return LoadedGenerator(module, direction, "onnx", metadata.get("generator"), path)
+    return LoadedGenerator(
+        module, direction, "onnx", metadata.get("generator"), path, metadata.get("batchnorm")
+    )

@@ -1,11 +1,12 @@
 """Evaluate generators on a test split: translate ``{split}A`` (``{split}B``) and score it against the
-real images of the other domain with FID and KID."""
+real images of the other domain with FID and KID. A root in the reference's aligned layout (pix2pix:
+``{split}/`` images holding A on the left half and B on the right) serves both domains from its halves."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -29,12 +30,26 @@ def directions_for(direction: str) -> list[str]:
     return [direction]
 
 
-def split_folder(root: str | Path, split: str, domain: str) -> Path:
-    """``root/{split}{domain}``, checked to exist and to hold images."""
-    folder = Path(root) / f"{split}{domain}"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"evaluation needs the folder {folder} (data.root={root}, split={split})")
-    return folder
+@dataclass(frozen=True)
+class SplitSource:
+    """Where a domain's test images are: the files of ``folder``, or with ``half`` (0 left, 1 right) that
+    half of each of its aligned images."""
+
+    folder: Path
+    half: int | None = None
+
+
+def split_folder(root: str | Path, split: str, domain: str) -> SplitSource:
+    """``root/{split}{domain}``, else the aligned ``root/{split}`` (A: left halves, B: right halves)."""
+    folder, aligned = Path(root) / f"{split}{domain}", Path(root) / split
+    if folder.is_dir():
+        return SplitSource(folder)
+    if aligned.is_dir():
+        return SplitSource(aligned, "AB".index(domain))
+    raise FileNotFoundError(
+        f"evaluation needs the folder {folder}, or {aligned} of aligned pairs (data.root={root}, "
+        f"split={split})"
+    )
 
 
 def image_batches(
@@ -45,8 +60,10 @@ def image_batches(
     resize: int | None,
     max_images: int | None,
     skipped: list[tuple[Path, str]],
+    half: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """(N, C, H, W) batches in [-1, 1] of the folder's images (sorted), grouping equal sizes."""
+    """(N, C, H, W) batches in [-1, 1] of the folder's images (sorted), grouping equal sizes; with ``half``
+    (0 left, 1 right) that half of each image (``resize`` applies to the whole image first)."""
     found = find_inputs(folder)
     skipped.extend((path, NOT_REGULAR) for path in found.not_regular)
     pending: list[torch.Tensor] = []
@@ -56,6 +73,9 @@ def image_batches(
         except BadImageError as error:
             skipped.append((item.path, error.reason))
             continue
+        if half is not None:
+            width = tensor.shape[-1] // 2
+            tensor = tensor[..., half * width : (half + 1) * width]
         if pending and (len(pending) == batch_size or pending[0].shape != tensor.shape):
             yield torch.stack(pending)
             pending = []
@@ -84,16 +104,16 @@ def evaluate_direction(
     scores and the files that could not be read.
     """
     source, target = DOMAINS[direction]
-    source_dir, target_dir = split_folder(root, split, source), split_folder(root, split, target)
+    source_split, target_split = split_folder(root, split, source), split_folder(root, split, target)
     skipped: list[tuple[Path, str]] = []
     options = {"batch_size": batch_size, "resize": resize, "max_images": max_images, "skipped": skipped}
     real = tqdm(
-        image_batches(target_dir, int(generator.output_nc), **options),
+        image_batches(target_split.folder, int(generator.output_nc), half=target_split.half, **options),
         desc=f"real {target}",
         disable=not progress,
     )
     sources = tqdm(
-        image_batches(source_dir, int(generator.input_nc), **options),
+        image_batches(source_split.folder, int(generator.input_nc), half=source_split.half, **options),
         desc=f"translate {direction}",
         disable=not progress,
     )

@@ -31,7 +31,7 @@ from torch import nn
 
 from cyclegan.inference.devices import module_device
 from cyclegan.inference.padding import reflect_pad
-from cyclegan.nn import InstanceNorm2d
+from cyclegan.nn import ImageStatisticsBatchNorm2d, InstanceNorm2d
 from cyclegan.ops.reference import apply_activation
 
 _RADIUS_CACHE: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
@@ -79,7 +79,8 @@ def plan_tiles(height: int, width: int, core: int, context: int) -> list[Tile]:
 
 
 def _is_instance_norm(module: nn.Module) -> bool:
-    if isinstance(module, InstanceNorm2d):
+    """Whether ``module`` normalizes each image by its own statistics (BatchNorm in ``image`` mode does)."""
+    if isinstance(module, (InstanceNorm2d, ImageStatisticsBatchNorm2d)):
         return True
     return isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats
 

@@ -1,9 +1,10 @@
-"""The GAN LightningModules (CycleGAN on the shared `GANModule`), their losses, image pool and LR
-schedules."""
+"""The GAN LightningModules (CycleGAN and pix2pix on the shared `GANModule`), their losses, image pool
+and LR schedules."""
 
 from cyclegan.model.cyclegan import CycleGAN
 from cyclegan.model.gan_module import MODEL_KEY, STATE_KEY, GANModule, NonFiniteLossError
 from cyclegan.model.losses import GAN_MODES, GANLoss, gradient_penalty
+from cyclegan.model.pix2pix import Pix2Pix
 from cyclegan.model.pool import ImagePool
 from cyclegan.model.schedules import LR_POLICIES, build_scheduler, linear_decay_factor
 
@@ -17,6 +18,7 @@ __all__ = [
     "GANModule",
     "ImagePool",
     "NonFiniteLossError",
+    "Pix2Pix",
     "build_scheduler",
     "gradient_penalty",
     "linear_decay_factor",

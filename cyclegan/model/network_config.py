@@ -49,6 +49,7 @@ def without_input_channels(discriminator: Mapping[str, Any], *, expected: int | 
             given,
             f"conflicts with {who}: leave it out, the model sets the channel count of what the "
             "discriminator judges",
+            label="discriminator input_nc",
         ).within("discriminator")
     return settings
 

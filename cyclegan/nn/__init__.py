@@ -1,5 +1,12 @@
 """Networks built on our InstanceNorm: generators, discriminators, init, reference-weight import."""
 
+from cyclegan.nn.batchnorm import (
+    BATCHNORM_MODES,
+    ImageStatisticsBatchNorm2d,
+    batchnorm_mode,
+    has_batchnorm,
+    set_batchnorm_mode,
+)
 from cyclegan.nn.discriminators import NLayerDiscriminator, PixelDiscriminator
 from cyclegan.nn.factory import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, build_discriminator, build_generator
 from cyclegan.nn.init import INIT_TYPES, init_weights
@@ -14,9 +21,11 @@ from cyclegan.nn.style_transfer import StyleTransferNetwork
 from cyclegan.nn.unet import UnetGenerator, UnetSkipConnectionBlock
 
 __all__ = [
+    "BATCHNORM_MODES",
     "DISCRIMINATOR_ARCHS",
     "GENERATOR_ARCHS",
     "INIT_TYPES",
+    "ImageStatisticsBatchNorm2d",
     "InstanceNorm1d",
     "InstanceNorm2d",
     "InstanceNorm3d",
@@ -27,10 +36,13 @@ __all__ = [
     "StyleTransferNetwork",
     "UnetGenerator",
     "UnetSkipConnectionBlock",
+    "batchnorm_mode",
     "build_discriminator",
     "build_generator",
+    "has_batchnorm",
     "infer_reference_spec",
     "init_weights",
     "load_reference_state_dict",
     "load_reference_weights",
+    "set_batchnorm_mode",
 ]
