@@ -154,19 +154,33 @@ def _load_weights(generator: nn.Module, state_dict: dict[str, torch.Tensor], pat
 
 
 def _open_lightning(path: Path, checkpoint: dict[str, Any], direction: str) -> LoadedGenerator:
+    from cyclegan.model.gan_module import MODEL_KEY
+
     hparams = checkpoint["hyper_parameters"]
     if not isinstance(hparams, dict) or not isinstance(hparams.get("generator"), dict):
         raise checkpoint_error(
             f"{path}: hyper_parameters has no 'generator' settings dict; not a CycleGAN checkpoint"
         )
     config = dict(hparams["generator"])
+    # The model's direction -> its generator's attribute; checkpoints older than that record are CycleGAN's.
+    model = checkpoint.get(MODEL_KEY) or {
+        "class": "CycleGAN",
+        "generators": {"AtoB": "netG_A", "BtoA": "netG_B"},
+    }
     # Directions name the dataset's folders (A: trainA/testA). Trained with data.direction=BtoA, the
-    # model's G_A maps the B folders to A, so folder direction AtoB is its G_B.
+    # model's AtoB generator maps the B folders to A: the folder directions are the model's, swapped.
     data_direction = (checkpoint.get("datamodule_hyper_parameters") or {}).get("direction", "AtoB")
-    use_g_a = (direction == "AtoB") == (data_direction == "AtoB")
-    if not use_g_a:
+    model_direction = dict(zip(DIRECTIONS, DIRECTIONS if data_direction == "AtoB" else DIRECTIONS[::-1]))
+    generators = {folders: model["generators"].get(model_direction[folders]) for folders in DIRECTIONS}
+    if generators[direction] is None:
+        available = " and ".join(folders for folders, name in generators.items() if name)
+        raise checkpoint_error(
+            f"{path} holds a {model['class']} model, which translates {available} only; "
+            f"direction={direction} is not available"
+        )
+    if model_direction[direction] == "BtoA":
         config["input_nc"], config["output_nc"] = config["output_nc"], config["input_nc"]
-    prefix = "netG_A." if use_g_a else "netG_B."
+    prefix = f"{generators[direction]}."
     state_dict = {
         key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)
     }
