@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from test_model_training import loader, trainer
 
 from cyclegan.model import CUT, MODEL_KEY
 
@@ -23,29 +22,6 @@ def tiny_cut(**settings) -> CUT:
     return CUT(
         GEN, DISC, **{"nce_layers": LAYERS, "num_patches": 16, "image_log_every_n_steps": 0, **settings}
     )
-
-
-def loader(count: int = 2, size: int = 32) -> DataLoader:
-    generator = torch.Generator().manual_seed(0)
-    data = [
-        {
-            "A": torch.rand(1, 3, size, size, generator=generator) * 2 - 1,
-            "B": torch.rand(1, 3, size, size, generator=generator) * 2 - 1,
-        }
-        for _ in range(count)
-    ]
-    return DataLoader(data, batch_size=None)
-
-
-def trainer(**settings) -> pl.Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-    }
-    return pl.Trainer(**{**defaults, **settings})
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cyclegan.model.gan_module import GANModule
-from cyclegan.model.losses import GAN_MODES, GANLoss
+from cyclegan.model.losses import GANLoss
 from cyclegan.model.network_config import with_builder_defaults, without_input_channels
 from cyclegan.model.patch_nce import PatchProjection, patch_nce_loss, sample_patch_ids
 from cyclegan.nn import build_discriminator, build_generator, init_weights
@@ -72,8 +72,6 @@ class CUT(GANModule):
             ),
         )
         del discriminator["input_nc"]  # the discriminator judges domain-B images
-        if gan_mode not in GAN_MODES:
-            raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {gan_mode!r}")
         for name, value in (("lambda_GAN", lambda_GAN), ("lambda_NCE", lambda_NCE)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
