@@ -52,9 +52,7 @@ def test_cut_trained_with_btoa_data_translates_the_b_folders_to_a_only(tmp_path:
     path = rewritten(trained, tmp_path / "btoa.ckpt", datamodule_hyper_parameters={"direction": "BtoA"})
     loaded = open_generator(path, "BtoA")
     assert same_weights(loaded.module, model.netG)
-    with pytest.raises(
-        CheckpointError, match="holds a CUT model, which translates BtoA only; direction=AtoB"
-    ):
+    with pytest.raises(CheckpointError, match=r"CUT.* translates BtoA only"):
         open_generator(path, "AtoB")
 
 
