@@ -24,6 +24,11 @@ from fsspec.implementations.local import LocalFileSystem
 
 # Temporary files of an atomic write start with this; listings of checkpoints leave them out.
 TEMP_PREFIX = ".tmp-"
+# Keys our models add to a Lightning checkpoint: their per-process training state (image pools, RNG,
+# epoch sums), and a record of the model class and which attribute holds the generator of each direction,
+# so that inference can load any model's checkpoint without importing the training stack.
+STATE_KEY = "cyclegan_state"
+MODEL_KEY = "cyclegan_model"
 
 
 class CheckpointError(RuntimeError):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.checkpoint_files import CheckpointError, load_checkpoint_file
+from cyclegan.checkpoint_files import MODEL_KEY, CheckpointError, load_checkpoint_file
 from cyclegan.data.domains import DIRECTIONS
 from cyclegan.inference.generator_settings import build_declared_generator, checked_generator_settings
 from cyclegan.inference.onnx_generator import OnnxGenerator, external_data_tensors, start_session
@@ -25,9 +25,7 @@ from cyclegan.nn import has_batchnorm, load_reference_weights, set_batchnorm_mod
 
 # Name of the JSON record exported files carry (TorchScript extra file, safetensors metadata key).
 METADATA_KEY = "cyclegan"
-# Where a Lightning checkpoint names its model class and generators (cyclegan.model.gan_module.MODEL_KEY;
-# not imported, which would load the training stack); checkpoints without it are CycleGAN's.
-MODEL_KEY = "cyclegan_model"
+# The generators of a checkpoint without a MODEL_KEY record: CycleGAN's, from before the record existed.
 CYCLEGAN_GENERATORS = {"AtoB": "netG_A", "BtoA": "netG_B"}
 _REFERENCE_NAME = re.compile(r"^(?P<stem>.*net_G_)(?P<domain>[AB])\.pth$")
 

@@ -24,17 +24,15 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from cyclegan.checkpoint_files import MODEL_KEY, STATE_KEY
 from cyclegan.errors import SettingError, check_bool, check_int, check_number
 from cyclegan.model.distributed import gather_from_processes
 from cyclegan.model.epoch_losses import EpochLosses
 from cyclegan.model.network_config import plain_container
 from cyclegan.model.schedules import build_scheduler, check_schedule
 
-# Key of a model's extra training state inside a Lightning checkpoint, and the layout's version.
-STATE_KEY = "cyclegan_state"
+# The layout version of the model's extra training state (under STATE_KEY in a checkpoint).
 STATE_VERSION = 3
-# Key naming the model class and where its generators are, so inference can load any model's checkpoint.
-MODEL_KEY = "cyclegan_model"
 
 
 class NonFiniteLossError(RuntimeError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -36,6 +38,10 @@ class ResnetGenerator(nn.Module):
     Keys match the reference (``model.1.weight`` ... ``model.{n_blocks + 17}.bias``). ``padding_type``
     applies inside the residual blocks and the resize-convs; the 7x7 convs always reflect-pad, as in
     the reference. Output height/width are the input's rounded up to a multiple of 4.
+
+    ``forward(x, layers=...)`` also returns the outputs of the modules ``model[i]`` for ``i`` in
+    ``layers`` (CUT's PatchNCE features). With InstanceNorm the ReLU runs inside the norm, so a norm's
+    index gives the activated features and the Identity after it the same tensor.
     """
 
     role = "generator"
@@ -84,5 +90,39 @@ class ResnetGenerator(nn.Module):
             "upsample": upsample,
         }
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def _check_layers(self, layers: Sequence[int]) -> None:
+        count = len(self.model)
+        if not layers or any(not isinstance(i, int) or not 0 <= i < count for i in layers):
+            raise ValueError(
+                f"feature layers must be a non-empty list of indices into the generator's {count} modules "
+                f"(0 to {count - 1}), got {list(layers)}"
+            )
+
+    def feature_channels(self, layers: Sequence[int]) -> list[int]:
+        """The channel count of the output of each ``model[i]``, ``i`` in ``layers``, without running it."""
+        self._check_layers(layers)
+        channels, per_index = self.spec["input_nc"], []
+        for module in self.model:
+            channels = getattr(module, "out_channels", channels)  # convs change it; the rest keep it
+            per_index.append(channels)
+        return [per_index[i] for i in layers]
+
+    def forward(
+        self, x: torch.Tensor, layers: Sequence[int] | None = None, *, encode_only: bool = False
+    ) -> torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The translation of ``x``; with ``layers`` also the outputs of ``model[i]`` for ``i`` in
+        ``layers`` (in that order): ``(translation, features)``, or with ``encode_only`` the features
+        alone, computed only up to the last of those modules."""
+        if layers is None:
+            return self.model(x)
+        self._check_layers(layers)
+        wanted, last = set(layers), max(layers)
+        captured = {}
+        for index, module in enumerate(self.model):
+            x = module(x)
+            if index in wanted:
+                captured[index] = x
+            if encode_only and index == last:
+                break
+        features = [captured[index] for index in layers]
+        return features if encode_only else (x, features)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from cyclegan.ops.reference import ACTIVATIONS
+from cyclegan.ops.reference import ACTIVATIONS, instance_norm_ref
 from cyclegan.ops.torch_path import instance_norm_torch
 from cyclegan.ops.triton_support import triton_available
 
@@ -92,6 +92,10 @@ def instance_norm(
         use_kernels = x.is_cuda and x.dtype != torch.float64 and triton_available()
         backend = "triton" if use_kernels else "torch"
     if backend == "torch":
+        if torch.compiler.is_compiling():
+            # The compiler fuses the formula itself; ATen's batch-norm kernel behind reshapes of
+            # channels_last batches gives traced backward graphs that view non-contiguous gradients.
+            return instance_norm_ref(x, weight, bias, eps, activation, negative_slope, residual)
         return instance_norm_torch(x, weight, bias, eps, activation, negative_slope, residual)
     if not triton_available():
         raise RuntimeError("instance_norm backend='triton' needs the triton package, which is not installed")

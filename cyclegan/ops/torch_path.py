@@ -64,5 +64,5 @@ def instance_norm_torch(
         y = y.add_(residual) if activation is None else torch.add(y, residual).to(x.dtype)
     if batch == 1:
         return y
-    y = y.view(x.shape)
+    y = y.reshape(x.shape)
     return y if x.is_contiguous() else torch.empty_like(x).copy_(y)
