@@ -19,9 +19,7 @@ FASTCUT = {"nce_idt": False, "flip_equivariance": True, "lambda_NCE": 10.0}
 
 def tiny_cut(**settings) -> CUT:
     torch.manual_seed(0)
-    return CUT(
-        GEN, DISC, **{"nce_layers": LAYERS, "num_patches": 16, **settings}
-    )
+    return CUT(GEN, DISC, **{"nce_layers": LAYERS, "num_patches": 16, **settings})
 
 
 @pytest.mark.parametrize(
