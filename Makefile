@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-fast lint format bench gpu-check clean
+.PHONY: install train test test-fast lint format bench gpu-check device-wheels clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ bench: install
 # `bash benchmarks/gpu_check.sh` itself (its image has no network for `make install`). See BENCHMARKS.md.
 gpu-check: install
 	PYTHON=$(PY) bash benchmarks/gpu_check.sh
+
+# The pure-Python wheels the device image lacks, for `carry=[".whl"]` (the device has no network).
+device-wheels: install
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl torchdata==0.11.0
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -85,6 +85,11 @@ run_stage() {
 # --- setup (about 15 s: pip builds the editable wheel offline in ~5 s, importing torch takes ~4 s) ---
 began=$(date +%s)
 setup_status=ok
+# Pure-Python packages the image lacks (torchdata) travel as wheels in .whl/ (`make device-wheels`).
+if compgen -G "$ROOT/.whl/*.whl" >/dev/null && ! "$PY" -c "import torchdata" >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$ROOT"/.whl/*.whl \
+    >"$LOGS/wheels.log" 2>&1 && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 if (cd / && "$PY" -c "import cyclegan") >/dev/null 2>&1; then
   echo "cyclegan is importable: nothing to install" >"$LOGS/install.log"
 elif ! timeout 90 "$PY" -m pip install --no-deps --no-build-isolation --no-input -e "$ROOT" >"$LOGS/install.log" 2>&1; then

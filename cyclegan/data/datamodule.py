@@ -29,7 +29,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from cyclegan.data.datasets import (
     DatasetError,
@@ -207,7 +208,7 @@ class ImageDataModule(pl.LightningDataModule):
         return SingleDomainDataset(folder, self.eval_transform)
 
     # ------------------------------------------------------------------------------------- dataloaders
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         dataset = self._require(self.train_dataset, "fit")
         replicas, rank = 1, self.rank
         if self.trainer is not None:
@@ -230,19 +231,21 @@ class ImageDataModule(pl.LightningDataModule):
         """Whether the training sampler shuffles the items each epoch."""
         return True
 
-    def val_dataloader(self) -> DataLoader | list:
+    def val_dataloader(self) -> StatefulDataLoader | list:
         if self.val_dataset is None:
             return []
         return self._loader(self.val_dataset, self.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> StatefulDataLoader:
         return self._loader(self._require(self.test_dataset, "test"), self.eval_batch_size)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> StatefulDataLoader:
         return self._loader(self._require(self.predict_dataset, "predict"), self.eval_batch_size)
 
-    def _loader(self, dataset: Any, batch_size: int, sampler: Any = None) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: Any, batch_size: int, sampler: Any = None) -> StatefulDataLoader:
+        """A loader whose position Lightning saves in checkpoints and restores, so a mid-epoch resume
+        continues with the next batch."""
+        return StatefulDataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
