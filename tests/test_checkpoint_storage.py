@@ -67,3 +67,23 @@ def test_a_run_checkpoints_to_a_url_and_resumes_from_it(scheme: str, tmp_path) -
 def test_a_missing_url_checkpoint_is_one_clear_error() -> None:
     with pytest.raises(CheckpointError, match=r"checkpoint file not found: memory://nowhere/last\.ckpt"):
         load_checkpoint_file("memory://nowhere/last.ckpt")
+
+
+def test_epoch_checkpoints_every_n_epochs_and_always_at_the_final_epoch(tmp_path) -> None:
+    """every_n_epochs=2 over 3 epochs of 4 iterations: epoch 1 (the 2nd) and epoch 2 (the final one)."""
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[RunCheckpoint(tmp_path, every_n_train_steps=1000, every_n_epochs=2, keep_last_k=5)],
+        plugins=[AtomicCheckpointIO()],
+    )
+    torch.manual_seed(0)
+    trainer.fit(CycleGAN(GEN, DISC, pool_size=2), loader())
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["epoch0001-step00000016.ckpt", "epoch0002-step00000024.ckpt", "last.ckpt"]
+    with pytest.raises(ValueError, match="every_n_epochs must be >= 1"):
+        RunCheckpoint(tmp_path, every_n_epochs=0)

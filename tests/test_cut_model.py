@@ -61,8 +61,8 @@ def test_discriminator_steps_first_and_the_generator_loss_uses_the_updated_discr
     """The reference's order: D(real), D(fake) before D's step; D(G(A)) for G's loss after it."""
     model = tiny_cut()
     seen: list[torch.Tensor] = []
-    model.netD.register_forward_hook(
-        lambda module, _i, _o: seen.append(module.model[0].weight.detach().clone())
+    model.netD.register_forward_hook(  # one entry per image judged (real and fake may share a call)
+        lambda module, args, _o: seen.extend([module.model[0].weight.detach().clone()] * len(args[0]))
     )
     trainer(fast_dev_run=1).fit(model, loader(1))
     assert len(seen) == 3

@@ -77,19 +77,24 @@ def test_images_per_second_is_logged_from_the_second_iteration():
     assert run.callback_metrics["train/images_per_sec"].item() > 0
 
 
-class CountCalls:
+class CountImages:
+    """How many images a module's forward calls have taken (calls may batch several passes)."""
+
     def __init__(self, module):
         self.count = 0
-        module.register_forward_hook(lambda *args: setattr(self, "count", self.count + 1))
+        module.register_forward_hook(lambda _, args, _output: self.add(len(args[0])))
+
+    def add(self, images):
+        self.count += images
 
 
-@pytest.mark.parametrize(("lambda_identity", "calls_per_generator"), [(0.5, 3), (0.0, 2)])
-def test_identity_loss_off_skips_its_generator_passes(lambda_identity, calls_per_generator):
+@pytest.mark.parametrize(("lambda_identity", "images_per_generator"), [(0.5, 3), (0.0, 2)])
+def test_identity_loss_off_skips_its_generator_passes(lambda_identity, images_per_generator):
     model = tiny_model(lambda_identity=lambda_identity)
-    counts = [CountCalls(model.netG_A), CountCalls(model.netG_B)]
+    counts = [CountImages(model.netG_A), CountImages(model.netG_B)]
     run = trainer(fast_dev_run=2)
     run.fit(model, loader(1))
-    assert [count.count for count in counts] == [calls_per_generator] * 2
+    assert [count.count for count in counts] == [images_per_generator] * 2
     logged = train_keys(run.callback_metrics)
     assert ("idt_A" in logged) == (lambda_identity > 0)
     assert ("idt_B" in logged) == (lambda_identity > 0)
@@ -148,9 +153,10 @@ def test_discriminators_are_frozen_and_get_no_gradient_in_the_generator_step():
     model = tiny_model()
     model.d_trainable_at_call = []
     for net in (model.netD_A, model.netD_B):
+        # one entry per image: the discriminator loss judges real and fake images in one call
         net.register_forward_hook(
-            lambda module, *_: model.d_trainable_at_call.append(
-                any(p.requires_grad for p in module.parameters())
+            lambda module, args, _: model.d_trainable_at_call.extend(
+                [any(p.requires_grad for p in module.parameters())] * len(args[0])
             )
         )
     probe = GradientProbe()
@@ -341,3 +347,38 @@ def test_training_on_the_unpaired_image_datamodule(tmp_path):
     assert run.global_step == 2 * 2  # 3 images at batch size 2: 2 iterations
     assert train_keys(run.callback_metrics, "_epoch") == LOSS_KEYS
     assert "val/cycle" in run.callback_metrics
+
+
+def test_forward_together_matches_separate_calls_for_instance_norm_networks():
+    """One batched call gives each image what its own call gives (InstanceNorm statistics are per image)."""
+    model = tiny_model()
+    generator = torch.Generator().manual_seed(1)
+    images = [torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1 for _ in range(3)]
+    calls = CountImages(model.netG_A)
+    hook_calls = []
+    model.netG_A.register_forward_hook(lambda *_: hook_calls.append(1))
+    together = model.forward_together(model.netG_A, *images)
+    assert len(hook_calls) == 1 and calls.count == 3
+    for image, output in zip(images, together, strict=True):
+        torch.testing.assert_close(output, model.netG_A(image), rtol=1e-5, atol=1e-5)
+
+
+def test_forward_together_calls_one_by_one_with_batchnorm_or_mixed_shapes():
+    """BatchNorm statistics would mix the images, and images of different sizes cannot share a batch."""
+    batchnorm = CycleGAN({**GEN, "norm": "batch"}, DISC)
+    instance = tiny_model()
+    generator = torch.Generator().manual_seed(2)
+    same = [torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2)]
+    mixed = [torch.rand(1, 3, 32, 32, generator=generator), torch.rand(1, 3, 48, 32, generator=generator)]
+    for model, images in ((batchnorm, same), (instance, mixed)):
+        calls = []
+        model.netG_A.register_forward_hook(lambda *_, calls=calls: calls.append(1))
+        outputs = model.forward_together(model.netG_A, *images)
+        assert len(calls) == 2
+        assert [output.shape for output in outputs] == [image.shape for image in images]
+
+
+@pytest.mark.parametrize(("clip", "fused"), [(None, True), (1.0, None)])
+def test_adam_runs_fused_unless_gradients_are_clipped(clip, fused):
+    optimizers, _ = tiny_model(gradient_clip_val=clip).configure_optimizers()
+    assert [opt.defaults["fused"] for opt in optimizers] == [fused, fused]

@@ -37,6 +37,7 @@ TINY_PIX2PIX = [
     "trainer=cpu",
     "trainer.enable_progress_bar=false",
     "trainer.max_epochs=1",
+    "trainer.check_val_every_n_epoch=1",
     "logger=csv",
     "seed=0",
 ]

@@ -33,6 +33,7 @@ COMMON = [
     "model.n_epochs_decay=2",
     "callbacks.image_grid.every_n_steps=4",
     "callbacks.model_checkpoint.every_n_train_steps=8",
+    "callbacks.model_checkpoint.every_n_epochs=1",
     "callbacks.model_checkpoint.keep_last_k=10",
 ]
 

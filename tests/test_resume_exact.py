@@ -40,6 +40,7 @@ COMMON = [
     "callbacks.image_grid.every_n_steps=4",
     "logger=csv",
     "callbacks.model_checkpoint.every_n_train_steps=8",
+    "callbacks.model_checkpoint.every_n_epochs=1",
     "callbacks.model_checkpoint.keep_last_k=10",
 ]
 

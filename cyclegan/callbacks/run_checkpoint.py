@@ -1,10 +1,10 @@
 """`RunCheckpoint`: the run's checkpoint policy on top of Lightning's ModelCheckpoint.
 
-Saves every ``every_n_train_steps`` optimizer steps (two per CycleGAN iteration), at every epoch end and
-at the end of training; ``last.ckpt`` is rewritten with each save, and only the newest ``keep_last_k``
-other checkpoints are kept. ``dirpath`` is a local folder or any fsspec URL. Files are written by the
-Trainer's CheckpointIO (`AtomicCheckpointIO` in cyclegan-train), so each one appears complete or not at
-all.
+Saves every ``every_n_train_steps`` optimizer steps (two per CycleGAN iteration), at the end of every
+``every_n_epochs``-th epoch and at the end of training; ``last.ckpt`` is rewritten with each save, and only
+the newest ``keep_last_k`` other checkpoints are kept. ``dirpath`` is a local folder or any fsspec URL.
+Files are written by the Trainer's CheckpointIO (`AtomicCheckpointIO` in cyclegan-train), so each one
+appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -31,10 +31,16 @@ class RunCheckpoint(ModelCheckpoint):
     FILENAME = "epoch{epoch:04d}-step{step:08d}"
 
     def __init__(
-        self, dirpath: str | os.PathLike, every_n_train_steps: int = 2000, keep_last_k: int = 3
+        self,
+        dirpath: str | os.PathLike,
+        every_n_train_steps: int = 2000,
+        every_n_epochs: int = 1,
+        keep_last_k: int = 3,
     ) -> None:
         if every_n_train_steps < 1:
             raise ValueError(f"every_n_train_steps must be >= 1, got {every_n_train_steps}")
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if keep_last_k < 1:
             raise ValueError(f"keep_last_k must be >= 1, got {keep_last_k}")
         if is_local(dirpath):  # Lightning would take a file:// URL for a relative path
@@ -48,7 +54,7 @@ class RunCheckpoint(ModelCheckpoint):
             save_top_k=keep_last_k,
             save_last=True,
             auto_insert_metric_name=False,
-            every_n_epochs=1,
+            every_n_epochs=every_n_epochs,
             save_on_train_epoch_end=True,
             enable_version_counter=False,
         )
@@ -69,6 +75,14 @@ class RunCheckpoint(ModelCheckpoint):
         if self._should_skip_saving_checkpoint(trainer):
             return
         if trainer.global_step // self.every_n_steps > self._last_global_step_saved // self.every_n_steps:
+            self.save_now(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # the final epoch is saved at its end whatever every_n_epochs, so its file names that epoch
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1
+        final_epoch = 0 < max_epochs <= trainer.current_epoch + 1
+        if final_epoch and not self._should_skip_saving_checkpoint(trainer):
             self.save_now(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -16,6 +16,7 @@ after writing last.ckpt.
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,15 @@ def train(cfg: DictConfig) -> int:
     except RunFolderError as error:
         print(f"cyclegan-train: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def stop_leftover_workers() -> None:
+    """Kill data-loader workers still running once fit has returned (after a data error, torchdata's
+    loader leaves them up, and Lightning stops only torch DataLoader workers). They ignore SIGTERM, the
+    signal multiprocessing stops them with at exit, so the process would hang joining them."""
+    for process in multiprocessing.active_children():
+        process.kill()
+        process.join(timeout=10)
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> int:
@@ -116,6 +126,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> int:
             raise
         print(f"cyclegan-train: error: training data: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        stop_leftover_workers()
     if trainer.is_global_zero:
         checkpoint = trainer.checkpoint_callback
         last = checkpoint.last_model_path if isinstance(checkpoint, RunCheckpoint) else None

@@ -159,10 +159,8 @@ class CUT(GANModule):
             fake_B = fakes[:batch_size]
 
         with self.frozen_except("D"):
-            losses = {
-                "D_real": self.gan_loss(self.netD(real_B), True),
-                "D_fake": self.gan_loss(self.netD(fake_B.detach()), False),
-            }
+            pred_real, pred_fake = self.forward_together(self.netD, real_B, fake_B.detach())
+            losses = {"D_real": self.gan_loss(pred_real, True), "D_fake": self.gan_loss(pred_fake, False)}
             losses["D"] = 0.5 * (losses["D_real"] + losses["D_fake"])
         finite = self.step_optimizers({"D": losses["D"]})
 

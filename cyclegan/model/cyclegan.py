@@ -114,7 +114,8 @@ class CycleGAN(GANModule):
         Under fp16 the penalty is scaled by the GradScaler's scale before this iteration's steps, and
         unscaled by the same value: only its underflow protection depends on the scale."""
         fake = fake.contiguous(memory_format=self.memory_format)
-        loss = 0.5 * (self.gan_loss(net(real), True) + self.gan_loss(net(fake), False))
+        pred_real, pred_fake = self.forward_together(net, real, fake)
+        loss = 0.5 * (self.gan_loss(pred_real, True) + self.gan_loss(pred_fake, False))
         if self.hparams.gan_mode == "wgangp" and self.hparams.wgangp_lambda > 0:
             alpha = torch.rand((real.shape[0], 1, 1, 1), generator=self.rng)
             scaler = self.grad_scaler()
@@ -139,10 +140,13 @@ class CycleGAN(GANModule):
         batch_size = real_A.shape[0]
         self.start_iteration(batch_size)
 
+        identity = hp.lambda_identity > 0
         with self.frozen_except("G"):
-            fake_B = self.netG_A(real_A)
-            rec_A = self.netG_B(fake_B)
-            fake_A = self.netG_B(real_B)
+            # six generator passes in three calls (forward_together): G_A on real_A and, for the identity
+            # loss, real_B; G_B on real_B, fake_B and (identity) real_A; then G_A on fake_A
+            identity_A, identity_B = ([real_B], [real_A]) if identity else ([], [])
+            fake_B, *idt_A = self.forward_together(self.netG_A, real_A, *identity_A)
+            fake_A, rec_A, *idt_B = self.forward_together(self.netG_B, real_B, fake_B, *identity_B)
             rec_B = self.netG_A(fake_A)
             losses = {
                 "G_A": self.gan_loss(self.netD_A(fake_B), True, for_discriminator=False),
@@ -158,9 +162,8 @@ class CycleGAN(GANModule):
                 "fake_A": fake_A,
                 "rec_B": rec_B,
             }
-            if hp.lambda_identity > 0:
-                idt_A = self.netG_A(real_B)
-                idt_B = self.netG_B(real_A)
+            if identity:
+                idt_A, idt_B = idt_A[0], idt_B[0]
                 losses["idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * hp.lambda_B * hp.lambda_identity
                 losses["idt_B"] = F.l1_loss(idt_B.float(), real_A.float()) * hp.lambda_A * hp.lambda_identity
                 visuals.update(idt_A=idt_A, idt_B=idt_B)

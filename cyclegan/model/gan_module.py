@@ -30,6 +30,10 @@ from cyclegan.model.distributed import gather_from_processes
 from cyclegan.model.epoch_losses import EpochLosses
 from cyclegan.model.network_config import plain_container
 from cyclegan.model.schedules import build_scheduler, check_schedule
+from cyclegan.nn import has_batchnorm
+
+# Device types with a fused Adam kernel (torch >= 2.6).
+FUSED_ADAM_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
 # The layout version of the model's extra training state (under STATE_KEY in a checkpoint).
 STATE_VERSION = 3
@@ -152,14 +156,21 @@ class GANModule(pl.LightningModule):
             self.rng.manual_seed(self._rank_seed())
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
-        """One Adam per optimizer group and an epoch schedule for each."""
+        """One Adam per optimizer group and an epoch schedule for each.
+
+        Adam runs fused (one kernel over all parameters) on the devices that have that kernel: on the CPU
+        the per-tensor loop PyTorch picks by default costs 4x as much, a few percent of an iteration. Not
+        with ``gradient_clip_val``: a fused Adam unscales fp16 gradients itself, after clipping would."""
         hp = self.hparams
-        optimizers = [
-            torch.optim.Adam(
-                [p for net in networks for p in net.parameters()], lr=hp.lr, betas=(hp.beta1, hp.beta2)
+        optimizers = []
+        for networks in self.optimizer_groups().values():
+            parameters = [p for net in networks for p in net.parameters()]
+            fused = hp.gradient_clip_val is None and all(
+                p.device.type in FUSED_ADAM_DEVICES and p.is_floating_point() for p in parameters
             )
-            for networks in self.optimizer_groups().values()
-        ]
+            optimizers.append(
+                torch.optim.Adam(parameters, lr=hp.lr, betas=(hp.beta1, hp.beta2), fused=fused or None)
+            )
         schedule = {
             "n_epochs": hp.n_epochs,
             "n_epochs_decay": hp.n_epochs_decay,
@@ -195,6 +206,17 @@ class GANModule(pl.LightningModule):
                 )
             images.append(value.contiguous(memory_format=self.memory_format))
         return images
+
+    @staticmethod
+    def forward_together(net: nn.Module, *images: torch.Tensor) -> list[torch.Tensor]:
+        """``net`` applied to each of ``images``, as one batch where that gives the same result: images of
+        one shape through a network without BatchNorm (InstanceNorm normalizes each image on its own).
+
+        Fewer, larger calls are faster: on the CPU a batch-1 convolution of a small image takes ATen's
+        slow path, and every call pays the per-layer overhead once."""
+        if len(images) == 1 or len({image.shape[1:] for image in images}) > 1 or has_batchnorm(net):
+            return [net(image) for image in images]
+        return list(net(torch.cat(images)).split([image.shape[0] for image in images]))
 
     def start_iteration(self, batch_size: int) -> None:
         """Time the previous iteration: images/s is its batch over the time from its start to now."""
